@@ -1,0 +1,161 @@
+"""Training callbacks: validation PCK, atomic checkpoints with exact resume, NaN guard,
+and the adaptive weights in TensorBoard."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from .decode import decode_heatmaps
+from .geometry import heatmap_to_input
+from .metrics import lsp_report
+from .skeleton import Skeleton
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    os.replace(tmp, path)
+
+
+class ValidationPCK(keras.callbacks.Callback):
+    """PCK@0.2 on a bounded validation subset at the end of each epoch, as ``val_pck``.
+
+    Measured in crop coordinates: PCK is a ratio to the torso length, so the similarity
+    transform back to the original image does not change it (evaluate.py does map back).
+    """
+
+    def __init__(self, eval_batches: list, network: keras.Model, skeleton: Skeleton):
+        super().__init__()
+        self.batches, self.network, self.skeleton = eval_batches, network, skeleton
+        size = network.input.shape[1]
+        self.stride = size / network.outputs[-1].shape[1]
+        last = network.outputs[-1]
+        self._predict = tf.function(keras.Model(network.input, last), reduce_retracing=True)
+        self.last_report: dict | None = None
+
+    def evaluate(self) -> dict:
+        preds, gts, valid = [], [], []
+        for image, meta in self.batches:
+            coords, _ = decode_heatmaps(np.asarray(self._predict(image)))
+            preds.append(heatmap_to_input(coords, self.stride))
+            gts.append(meta["crop_joints"])
+            valid.append(meta["flags"] > 0)
+        self.last_report = lsp_report(np.concatenate(preds), np.concatenate(gts),
+                                      np.concatenate(valid), self.skeleton)
+        return self.last_report
+
+    def on_epoch_end(self, epoch, logs=None):
+        report = self.evaluate()
+        tables = report["tables"]
+        logs["val_pck"] = tables["PCK@0.2"]["Total"]
+        logs["val_pcp"] = tables["strict PCP@0.5"]["Total"]
+        print(f"\nepoch {epoch + 1}: val PCK@0.2 {logs['val_pck']:.1f} % "
+              f"(strict PCP@0.5 {logs['val_pcp']:.1f} %)")
+
+
+class NaNGuard(keras.callbacks.Callback):
+    """Stops at the first non-finite loss; the checkpoints already written stay intact."""
+
+    def __init__(self):
+        super().__init__()
+        self.failure: str | None = None
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.failure = f"loss became {loss} at epoch {self.epoch + 1}, batch {batch + 1}"
+            self.model.stop_training = True
+
+
+class Checkpointer(keras.callbacks.Callback):
+    """Each epoch: network weights + optimizer state into ``ckpt/epoch_NNNN``, then an
+    atomic switch of ``ckpt/latest.json``; a kill at any moment leaves the previous
+    complete checkpoint in place. The best ``val_pck`` also goes to ``best.keras``."""
+
+    def __init__(self, out_dir: Path, network: keras.Model, nan_guard: NaNGuard | None = None,
+                 monitor: str = "val_pck", best: float = -math.inf):
+        super().__init__()
+        self.dir = Path(out_dir) / "ckpt"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.out_dir, self.network, self.nan_guard = Path(out_dir), network, nan_guard
+        self.monitor, self.best = monitor, best
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.nan_guard is not None and self.nan_guard.failure:
+            return
+        folder = self.dir / f"epoch_{epoch + 1:04d}"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir()
+        self.network.save_weights(folder / "network.weights.h5")
+        opt_vars = [np.asarray(v) for v in self.model.optimizer.variables]
+        np.savez(folder / "optimizer.npz", *opt_vars)
+        value = logs.get(self.monitor)
+        improved = value is not None and value > self.best
+        if improved:
+            self.best = float(value)
+            tmp = self.out_dir / "best.tmp.keras"
+            self.network.save(tmp)
+            os.replace(tmp, self.out_dir / "best.keras")
+        write_json_atomic(self.dir / "latest.json",
+                          {"epoch": epoch + 1, "folder": folder.name, "best": self.best,
+                           "logs": {k: float(v) for k, v in logs.items()}})
+        for old in self.dir.glob("epoch_*"):
+            if old.name != folder.name:
+                shutil.rmtree(old, ignore_errors=True)
+
+    @staticmethod
+    def latest(out_dir: Path) -> dict | None:
+        pointer = Path(out_dir) / "ckpt" / "latest.json"
+        return json.loads(pointer.read_text()) if pointer.exists() else None
+
+    @staticmethod
+    def restore(out_dir: Path, trainer, network: keras.Model) -> dict:
+        """Load the latest checkpoint into ``network`` and the trainer's optimizer."""
+        state = Checkpointer.latest(out_dir)
+        if state is None:
+            raise FileNotFoundError(f"--resume: no checkpoint in {Path(out_dir) / 'ckpt'}")
+        folder = Path(out_dir) / "ckpt" / state["folder"]
+        network.load_weights(folder / "network.weights.h5")
+        opt = trainer.optimizer
+        opt.build(network.trainable_variables)
+        with np.load(folder / "optimizer.npz") as saved:
+            values = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+        if len(values) != len(opt.variables):
+            raise ValueError(f"checkpoint {folder} has {len(values)} optimizer variables, "
+                             f"the model needs {len(opt.variables)}: different preset?")
+        for var, value in zip(opt.variables, values):
+            var.assign(value)
+        return state
+
+
+class AdaptiveWeightLogger(keras.callbacks.Callback):
+    """Mean adaptive weight per (stack, joint) each epoch: TensorBoard scalars + JSON."""
+
+    def __init__(self, log_dir: Path, joint_names: tuple[str, ...]):
+        super().__init__()
+        self.writer = tf.summary.create_file_writer(str(Path(log_dir) / "adaptive_weights"))
+        self.path = Path(log_dir) / "adaptive_weights.json"
+        self.names = joint_names
+        self.history = json.loads(self.path.read_text()) if self.path.exists() else []
+
+    def on_epoch_end(self, epoch, logs=None):
+        weights = self.model.pop_mean_weights()
+        with self.writer.as_default(step=epoch + 1):
+            for j, row in enumerate(weights, start=1):
+                for name, w in zip(self.names, row):
+                    tf.summary.scalar(f"stack{j}/{name}", float(w))
+        self.writer.flush()
+        self.history.append({"epoch": epoch + 1, "weights": weights.round(5).tolist()})
+        write_json_atomic(self.path, self.history)

@@ -1,0 +1,95 @@
+"""One entry point for every dataset: ``load(name, split, ...) -> tf.data.Dataset``.
+
+Each element is a dict of the example contract: image uint8 (H, W, 3) RGB, joints float32
+(K, 2) 0-based pixels, flags int32 (K,) 2/1/0, center float32 (2,), scale float32 (),
+image_id string. Real datasets go through their TFDS builder, which is prepared from
+``manual_dir`` on first use and read from ``data_dir`` afterwards.
+
+Names: "lsp", "lspet", "mpii" and the combination "lsp+lspet" (the usual LSP training
+set: LSP train + all of LSPET; its "test" split is LSP test). For combinations,
+``manual_dir`` holds one folder per dataset (MANUAL/lsp, MANUAL/lspet).
+"""
+from __future__ import annotations
+
+import os
+
+import tensorflow as tf
+
+from mssh_keras.data.records import DatasetFilesError
+
+# Joint set of every name `load` accepts.
+DATASET_SKELETON = {"lsp": "lsp14", "lspet": "lsp14", "lsp+lspet": "lsp14", "mpii": "mpii16"}
+
+# Our split names per dataset; "all" is the union of the stored TFDS splits (TFDS
+# reserves the name "all" itself).
+SPLITS = {"lsp": ("train", "test", "all"), "lspet": ("train", "val", "all"),
+          "mpii": ("train", "val", "all")}
+
+# Combination name -> split -> the (dataset, split) parts, concatenated in this order.
+COMBINATIONS = {
+    "lsp+lspet": {"train": (("lsp", "train"), ("lspet", "all")),
+                  "test": (("lsp", "test"),)},
+}
+
+CONTRACT_KEYS = ("image", "joints", "flags", "center", "scale", "image_id")
+
+
+def dataset_names() -> list[str]:
+    return sorted(DATASET_SKELETON)
+
+
+def load(name: str, split: str, data_dir: str | None = None,
+         manual_dir: str | None = None) -> tf.data.Dataset:
+    """Decoded examples of ``name``/``split`` (see the module docstring)."""
+    # The synthetic source plugs in here (before the real datasets), e.g.:
+    # if name == "synthetic": return synthetic.load(split, ...)
+    if name in COMBINATIONS:
+        parts = COMBINATIONS[name].get(split)
+        if parts is None:
+            known = sorted(COMBINATIONS[name])
+            raise ValueError(f"{name}: unknown split {split!r}; known: {known}")
+        datasets = [_load_real(part, part_split, data_dir,
+                               None if manual_dir is None else os.path.join(manual_dir, part))
+                    for part, part_split in parts]
+        ds = datasets[0]
+        for other in datasets[1:]:
+            ds = ds.concatenate(other)
+        return ds
+    if name in SPLITS:
+        return _load_real(name, split, data_dir, manual_dir)
+    raise ValueError(f"unknown dataset {name!r}; known: {dataset_names()}")
+
+
+def _load_real(name: str, split: str, data_dir: str | None,
+               manual_dir: str | None) -> tf.data.Dataset:
+    import tensorflow_datasets as tfds
+
+    from mssh_keras.data.tfds_builders import BUILDERS
+
+    if split not in SPLITS[name]:
+        raise ValueError(f"{name}: unknown split {split!r}; known: {sorted(SPLITS[name])}")
+    builder = BUILDERS[name](data_dir=data_dir)
+    try:
+        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+            manual_dir=manual_dir, try_download_gcs=False))
+    except AssertionError as e:  # TFDS's way of saying "manual_dir is missing or empty"
+        if "Manual directory" not in str(e):
+            raise
+        raise DatasetFilesError(f"{name}: {e}") from None
+    stored = builder.info.splits
+    if split == "all":
+        spec = "+".join(s for s in SPLITS[name] if s in stored)
+    elif split in stored:
+        spec = split
+    else:
+        raise ValueError(f"{name}: split {split!r} was not built (no usable example in the "
+                         f"manual files); built: {sorted(stored)}")
+    ds = builder.as_dataset(split=spec)
+    return ds.map(_to_contract, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _to_contract(example: dict) -> dict:
+    return {"image": tf.ensure_shape(example["image"], (None, None, 3)),
+            "joints": example["joints"], "flags": example["flags"],
+            "center": example["center"], "scale": example["scale"],
+            "image_id": example["image_id"]}

@@ -1,0 +1,344 @@
+"""PCK, strict PCP and PCKh in the standard evaluation protocols (pure numpy, no TensorFlow).
+
+Inputs everywhere: ``pred`` and ``gt`` (N, K, 2) as (x, y) image pixels (any consistent
+origin: only differences matter), a boolean (N, K) mask of joints that count, and a
+skeleton from skeleton.py. A single example (K, 2) is accepted too.
+
+Protocols followed (comparisons are ``<=``, as in all of them):
+- PCK@0.2 (LSP): correct if ||pred - gt|| <= 0.2 x torso, torso = ||l_shoulder - r_hip|| of
+  the GT (bearpaw/eval_pose ``eval_pck.m``, Sapp & Taskar). Table columns average the
+  per-joint values of left and right (Head = head top and neck); Total pools every counted
+  joint, exactly like that code.
+- strict PCP@0.5: a limb is correct if *both* predicted endpoints are within 0.5 x the GT
+  limb length of their GT endpoints (``eval_pcp.m``). Columns average the limbs of a type
+  (skeleton.pcp_limbs); Total pools every counted limb.
+- PCKh@0.5 (MPII): official ``evaluatePCKh`` / bearpaw ``eval_PCKh.py`` / HRNet: head size =
+  0.6 x the head-box diagonal, only annotated joints count, Head = head top, the paired
+  columns average left and right, Mean is weighted by joint counts and leaves out
+  skeleton.pckh_excluded (pelvis, thorax).
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .skeleton import LSP14, MPII16, Skeleton
+
+SC_BIAS = 0.6  # MPII head size = SC_BIAS x head-box diagonal (official evaluation)
+
+# Paper columns -> joint names (whichever exist in the skeleton).
+_PCK_COLUMNS: dict[str, tuple[str, ...]] = {
+    "Head": ("head_top", "neck", "upper_neck"),
+    "Sho.": ("r_shoulder", "l_shoulder"),
+    "Elb.": ("r_elbow", "l_elbow"),
+    "Wri.": ("r_wrist", "l_wrist"),
+    "Hip": ("r_hip", "l_hip"),
+    "Knee": ("r_knee", "l_knee"),
+    "Ank.": ("r_ankle", "l_ankle"),
+}
+# MPII's standard table: Head is the head top alone.
+_PCKH_COLUMNS = {**_PCK_COLUMNS, "Head": ("head_top",)}
+PCP_COLUMNS = ("Torso", "U.Leg", "L.Leg", "U.Arm", "Forearm", "Head")
+
+
+# ----------------------------------------------------------------------------- inputs
+def _as_batch(pred, gt, mask, what: str = "valid") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    p = np.asarray(pred, dtype=np.float64)
+    g = np.asarray(gt, dtype=np.float64)
+    m = np.asarray(mask)
+    if p.ndim == 2:  # a single example
+        p = p[None]
+        g = g[None] if g.ndim == 2 else g
+        m = m[None] if m.ndim == 1 else m
+    if p.ndim != 3 or p.shape[-1] != 2:
+        raise ValueError(f"pred must be (N, K, 2) or (K, 2), got shape {np.shape(pred)}")
+    if g.shape != p.shape:
+        raise ValueError(f"gt shape {np.shape(gt)} does not match pred shape {np.shape(pred)}")
+    if m.shape != p.shape[:2]:
+        raise ValueError(f"{what} must be (N, K) = {p.shape[:2]}, got shape {np.shape(mask)}")
+    m = m.astype(bool)
+    if not np.isfinite(g[m]).all():
+        raise ValueError(f"gt has non-finite coordinates at joints marked {what}")
+    return p, g, m
+
+
+def _per_example(values, n: int, what: str) -> np.ndarray:
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    if v.shape != (n,):
+        raise ValueError(f"{what} must have one value per example ({n}), got shape "
+                         f"{np.shape(values)}")
+    return v
+
+
+def _percent(hits: np.ndarray, counted: np.ndarray) -> np.ndarray:
+    """Column-wise 100 * hits / counted, NaN where nothing counted."""
+    n = counted.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, 100.0 * (hits & counted).sum(axis=0) / np.maximum(n, 1), np.nan)
+
+
+def _nanmean(values: Sequence[float]) -> float:
+    vals = [float(v) for v in values if not math.isnan(float(v))]
+    return float(np.mean(vals)) if vals else math.nan
+
+
+def _pooled(hits: np.ndarray, counted: np.ndarray) -> float:
+    n = int(counted.sum())
+    return 100.0 * int((hits & counted).sum()) / n if n else math.nan
+
+
+def _skeleton_for(k: int, skeleton: Skeleton | None) -> Skeleton:
+    if skeleton is None:
+        for s in (LSP14, MPII16):
+            if s.num_joints == k:
+                return s
+        raise ValueError(f"no known skeleton has {k} joints; pass skeleton= explicitly")
+    if skeleton.num_joints != k:
+        raise ValueError(f"skeleton {skeleton.name} has {skeleton.num_joints} joints, "
+                         f"the arrays have {k}")
+    return skeleton
+
+
+def _columns(per_joint: np.ndarray, skeleton: Skeleton,
+             columns: Mapping[str, tuple[str, ...]]) -> dict[str, float]:
+    out = {}
+    for col, names in columns.items():
+        idx = [skeleton.index(nm) for nm in names if nm in skeleton.joints]
+        out[col] = _nanmean(per_joint[idx]) if idx else math.nan
+    return out
+
+
+# ----------------------------------------------------------------------------- PCK
+def torso_lengths(gt: np.ndarray, skeleton: Skeleton, valid: np.ndarray | None = None
+                  ) -> np.ndarray:
+    """(N,) GT distance between skeleton.torso_pair (left shoulder - right hip).
+
+    NaN where either joint is not ``valid`` (such examples then count for nothing in pck).
+    """
+    if skeleton.torso_pair is None:
+        raise ValueError(f"skeleton {skeleton.name} defines no torso_pair for PCK")
+    g = np.asarray(gt, dtype=np.float64)
+    if g.ndim == 2:
+        g = g[None]
+    if g.ndim != 3 or g.shape[1:] != (skeleton.num_joints, 2):
+        raise ValueError(f"gt must be (N, {skeleton.num_joints}, 2) for {skeleton.name}, "
+                         f"got shape {np.shape(gt)}")
+    a, b = skeleton.torso_pair
+    length = np.linalg.norm(g[:, a] - g[:, b], axis=-1)
+    if valid is not None:
+        v = np.asarray(valid, bool).reshape(g.shape[:2])
+        length = np.where(v[:, a] & v[:, b], length, np.nan)
+    return length
+
+
+def pck_hits(pred, gt, valid, ref_lengths, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """(hits, counted), both (N, K) bool: counted = valid joint of an example whose reference
+    length is finite and > 0; hit = error <= threshold x reference length."""
+    p, g, v = _as_batch(pred, gt, valid)
+    ref = _per_example(ref_lengths, p.shape[0], "ref_lengths")
+    ok = np.isfinite(ref) & (ref > 0)
+    counted = v & ok[:, None]
+    err = np.linalg.norm(p - g, axis=-1)
+    with np.errstate(invalid="ignore"):
+        hits = counted & (err <= threshold * np.where(ok, ref, 0.0)[:, None])
+    return hits, counted
+
+
+def pck(pred, gt, valid, ref_lengths, threshold: float) -> np.ndarray:
+    """Per-joint PCK in % (K,), NaN for a joint that is never counted (see pck_hits)."""
+    hits, counted = pck_hits(pred, gt, valid, ref_lengths, threshold)
+    return _percent(hits, counted)
+
+
+# ----------------------------------------------------------------------------- PCP
+def pcp_hits(pred, gt, valid, skeleton: Skeleton, threshold: float = 0.5
+             ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Strict PCP per limb type: {type: (hits, counted)}, each (N, L_type) bool.
+
+    A limb counts when both GT endpoints are valid; it is a hit when both predicted
+    endpoints lie within threshold x GT limb length of their GT endpoints.
+    """
+    p, g, v = _as_batch(pred, gt, valid)
+    _skeleton_for(p.shape[1], skeleton)
+    if not skeleton.pcp_limbs:
+        raise ValueError(f"skeleton {skeleton.name} defines no pcp_limbs")
+    err = np.linalg.norm(p - g, axis=-1)
+    out = {}
+    for name, limbs in skeleton.pcp_limbs.items():
+        a = np.array([l[0] for l in limbs])
+        b = np.array([l[1] for l in limbs])
+        length = np.linalg.norm(g[:, a] - g[:, b], axis=-1)
+        counted = v[:, a] & v[:, b]
+        with np.errstate(invalid="ignore"):
+            tol = threshold * np.where(counted, length, 0.0)
+            hits = counted & (err[:, a] <= tol) & (err[:, b] <= tol)
+        out[name] = (hits, counted)
+    return out
+
+
+def pcp(pred, gt, valid, skeleton: Skeleton, threshold: float = 0.5) -> dict[str, float]:
+    """Strict PCP in %: {Torso, U.Leg, L.Leg, U.Arm, Forearm, Head, Total}.
+
+    A type's value is the mean of its limbs' percentages (left/right averaged, as
+    eval_pcp.m); Total pools all counted limbs. NaN where nothing was counted.
+    """
+    per_type = pcp_hits(pred, gt, valid, skeleton, threshold)
+    out = {}
+    for name in PCP_COLUMNS:
+        if name in per_type:
+            out[name] = _nanmean(_percent(*per_type[name]))
+        else:
+            out[name] = math.nan
+    hits = np.concatenate([h for h, _ in per_type.values()], axis=1)
+    counted = np.concatenate([c for _, c in per_type.values()], axis=1)
+    out["Total"] = _pooled(hits, counted)
+    return out
+
+
+# ----------------------------------------------------------------------------- PCKh
+def head_sizes_from_boxes(headboxes) -> np.ndarray:
+    """(N, 2, 2) head boxes ((x1, y1), (x2, y2)) -> (N,) head sizes = 0.6 x diagonal.
+
+    The MPII evaluation file stores them as ``headboxes_src`` (2, 2, N): pass
+    ``headboxes_src.transpose(2, 0, 1)``.
+    """
+    hb = np.asarray(headboxes, dtype=np.float64)
+    if hb.ndim == 2:
+        hb = hb[None]
+    if hb.ndim != 3 or hb.shape[1:] != (2, 2):
+        raise ValueError(f"headboxes must be (N, 2, 2) as ((x1, y1), (x2, y2)), got shape "
+                         f"{np.shape(headboxes)} (MATLAB's headboxes_src needs "
+                         f".transpose(2, 0, 1))")
+    return SC_BIAS * np.linalg.norm(hb[:, 1] - hb[:, 0], axis=-1)
+
+
+def pckh_hits(pred, gt, visible, head_sizes, threshold: float = 0.5
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """(hits, counted) (N, K) bool; hit = ||pred - gt|| / head_size <= threshold."""
+    p, g, v = _as_batch(pred, gt, visible, what="visible")
+    hs = _per_example(head_sizes, p.shape[0], "head_sizes")
+    bad = v.any(axis=1) & ~(np.isfinite(hs) & (hs > 0))
+    if bad.any():
+        raise ValueError(f"head_sizes must be finite and > 0 for examples with counted joints; "
+                         f"bad at indices {np.flatnonzero(bad)[:10].tolist()}")
+    err = np.linalg.norm(p - g, axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scaled = err / np.where(hs > 0, hs, 1.0)[:, None]
+    return v & (scaled <= threshold), v
+
+
+def pckh(pred, gt, visible, head_sizes, threshold: float = 0.5) -> np.ndarray:
+    """Per-joint PCKh in % (K,), NaN for a joint never counted.
+
+    ``visible`` follows the official code's ``jnt_visible = 1 - jnt_missing``: every
+    *annotated* joint counts, occluded ones included (contract flags > 0). Do not pass the
+    stacked-hourglass valid.h5 ``visible`` field, which also zeroes occluded joints.
+    """
+    return _percent(*pckh_hits(pred, gt, visible, head_sizes, threshold))
+
+
+def pckh_mean(pred, gt, visible, head_sizes, skeleton: Skeleton = MPII16,
+              threshold: float = 0.5) -> float:
+    """Standard MPII mean: pooled over joints outside skeleton.pckh_excluded (this equals
+    the official sum of per-joint PCKh weighted by joint counts)."""
+    hits, counted = pckh_hits(pred, gt, visible, head_sizes, threshold)
+    keep = [j for j in range(hits.shape[1]) if j not in skeleton.pckh_excluded]
+    return _pooled(hits[:, keep], counted[:, keep])
+
+
+def heatmap_pck(pred_hm, gt_hm, valid, heatmap_size: int, threshold: float = 0.5) -> float:
+    """Training-progress accuracy in *heatmap* space (pytorch-pose's ``accuracy``): % of
+    valid joints within threshold x heatmap_size / 10 heatmap pixels. NOT PCKh/PCK: it
+    ignores person size, so never report it as a benchmark number."""
+    p, g, v = _as_batch(pred_hm, gt_hm, valid)
+    err = np.linalg.norm(p - g, axis=-1)
+    return _pooled(v & (err <= threshold * heatmap_size / 10.0), v)
+
+
+# ----------------------------------------------------------------------------- reports
+def _joint_dict(values: np.ndarray, skeleton: Skeleton) -> dict[str, float]:
+    return {n: float(v) for n, v in zip(skeleton.joints, values)}
+
+
+def lsp_report(pred, gt, valid, skeleton: Skeleton | None = None,
+               pck_threshold: float = 0.2, pcp_threshold: float = 0.5) -> dict:
+    """PCK@0.2 (torso) and strict PCP@0.5 tables with the paper's columns, per joint/limb too.
+
+    ``valid``: annotated joints (contract flags > 0; LSP's occluded joints count, as in the
+    standard code). PCK columns: Head = mean of head top and neck (upper neck on MPII16),
+    the others mean of left and right; Total = all counted joints of the skeleton pooled
+    (MPII16's pelvis/thorax included). Works for LSP14 and MPII16 (skeleton inferred from K).
+    """
+    p, g, v = _as_batch(pred, gt, valid)
+    sk = _skeleton_for(p.shape[1], skeleton)
+    ref = torso_lengths(g, sk, v)
+    hits, counted = pck_hits(p, g, v, ref, pck_threshold)
+    per_joint = _percent(hits, counted)
+    pck_table = {**_columns(per_joint, sk, _PCK_COLUMNS), "Total": _pooled(hits, counted)}
+    pcp_table = pcp(p, g, v, sk, pcp_threshold)
+    per_limb = {}
+    for name, (h, c) in pcp_hits(p, g, v, sk, pcp_threshold).items():
+        for (a, b), val in zip(sk.pcp_limbs[name], _percent(h, c)):
+            per_limb[f"{sk.joints[a]}-{sk.joints[b]}"] = float(val)
+    pck_name, pcp_name = f"PCK@{pck_threshold:g}", f"strict PCP@{pcp_threshold:g}"
+    return {
+        "protocol": "lsp",
+        "skeleton": sk.name,
+        "num_examples": int(p.shape[0]),
+        "examples_without_torso": int((~np.isfinite(ref)).sum()),
+        "tables": {pck_name: pck_table, pcp_name: pcp_table},
+        "per_joint": {pck_name: _joint_dict(per_joint, sk)},
+        "per_limb": {pcp_name: per_limb},
+        "joint_counts": {n: int(c) for n, c in zip(sk.joints, counted.sum(0))},
+    }
+
+
+def mpii_report(pred, gt, visible, head_sizes, skeleton: Skeleton = MPII16,
+                thresholds: Sequence[float] = (0.5, 0.1)) -> dict:
+    """Standard MPII PCKh tables (Head, Sho., Elb., Wri., Hip, Knee, Ank., Mean), one per
+    threshold (0.5 is the benchmark; 0.1 as HRNet also prints), plus per-joint values.
+
+    ``visible``: annotated joints (1 - jnt_missing, contract flags > 0); see ``pckh``.
+    """
+    p, g, v = _as_batch(pred, gt, visible, what="visible")
+    sk = _skeleton_for(p.shape[1], skeleton)
+    tables, per_joint = {}, {}
+    counted = v
+    for t in thresholds:
+        hits, counted = pckh_hits(p, g, v, head_sizes, t)
+        pj = _percent(hits, counted)
+        keep = [j for j in range(sk.num_joints) if j not in sk.pckh_excluded]
+        name = f"PCKh@{t:g}"
+        tables[name] = {**_columns(pj, sk, _PCKH_COLUMNS),
+                        "Mean": _pooled(hits[:, keep], counted[:, keep])}
+        per_joint[name] = _joint_dict(pj, sk)
+    return {
+        "protocol": "mpii",
+        "skeleton": sk.name,
+        "num_examples": int(p.shape[0]),
+        "tables": tables,
+        "per_joint": per_joint,
+        "joint_counts": {n: int(c) for n, c in zip(sk.joints, counted.sum(0))},
+    }
+
+
+def _cell(value) -> str:
+    v = float(value)
+    return "n/a" if math.isnan(v) else f"{v:.1f}"
+
+
+def format_table(report: Mapping) -> str:
+    """Plain-text tables (one header + one row each) for a report or a single
+    {column: value} table; NaN prints as n/a."""
+    tables = report["tables"] if "tables" in report else {"": report}
+    lines = []
+    for title, table in tables.items():
+        cols = list(table)
+        width = max(7, *(len(c) + 1 for c in cols))
+        label = max(len(title), 1)
+        lines.append(" " * label + " " + "".join(f"{c:>{width}}" for c in cols))
+        cells = [_cell(table[c]) for c in cols]
+        lines.append(f"{title:<{label}} " + "".join(f"{x:>{width}}" for x in cells))
+    return "\n".join(lines)

@@ -20,8 +20,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--preset", default="mssh-lite", choices=sorted(PRESETS))
     ap.add_argument("--dataset", default="synthetic")
     ap.add_argument("--epochs", type=int)
-    ap.add_argument("--batch-size", type=int)
+    ap.add_argument("--batch-size", type=int,
+                    help="GLOBAL batch, split over all GPUs/workers; without --lr the "
+                         "preset's rate is scaled by sqrt(batch / preset batch)")
     ap.add_argument("--lr", type=float, dest="learning_rate")
+    ap.add_argument("--lr-drops", type=lambda v: tuple(int(e) for e in v.split(",") if e),
+                    help="comma-separated epochs after which the rate drops 10x, e.g. 150,170")
     ap.add_argument("--input-size", type=int)
     ap.add_argument("--steps-per-epoch", type=int)
     ap.add_argument("--val-examples", type=int, default=256,
@@ -40,7 +44,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--manual-dir", help="folder with the official dataset files")
     ap.add_argument("--synthetic-train", type=int, default=2000)
     ap.add_argument("--strategy", default="auto",
-                    choices=["auto", "default", "mirrored", "multiworker"])
+                    choices=["auto", "default", "mirrored", "multiworker"],
+                    help="tf.distribute strategy; auto = multiworker when TF_CONFIG names "
+                         "several tasks, mirrored with >1 GPU, else default")
     ap.add_argument("--seed", type=int, default=0)
     return ap.parse_args(argv)
 
@@ -60,6 +66,10 @@ def main(argv=None) -> int:
     except (TrainingError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if result["report"] is None:  # a non-chief worker of a multi-worker run
+        print(f"worker done, {result['seconds']:.0f} s of training; the chief validates and "
+              f"saves")
+        return 0
     print(f"\nvalidation ({args.dataset}), {result['seconds']:.0f} s of training:")
     print(format_table(result["report"]))
     print(f"saved in {result['output_dir']}")

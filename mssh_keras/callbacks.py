@@ -31,9 +31,11 @@ class ValidationPCK(keras.callbacks.Callback):
     transform back to the original image does not change it (evaluate.py does map back).
     """
 
-    def __init__(self, eval_batches: list, network: keras.Model, skeleton: Skeleton):
+    def __init__(self, eval_batches: list, network: keras.Model, skeleton: Skeleton,
+                 nan_guard: "NaNGuard | None" = None):
         super().__init__()
         self.batches, self.network, self.skeleton = eval_batches, network, skeleton
+        self.nan_guard = nan_guard
         size = network.input.shape[1]
         self.stride = size / network.outputs[-1].shape[1]
         last = network.outputs[-1]
@@ -52,6 +54,8 @@ class ValidationPCK(keras.callbacks.Callback):
         return self.last_report
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.nan_guard is not None and self.nan_guard.failure:
+            return  # broken weights: decoding NaN heatmaps would mask the guard's message
         report = self.evaluate()
         tables = report["tables"]
         logs["val_pck"] = tables["PCK@0.2"]["Total"]
@@ -78,6 +82,16 @@ class NaNGuard(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+def optimizer_state(optimizer) -> list:
+    """The optimizer variables a checkpoint carries: all but a constant learning rate.
+
+    Keras keeps a float rate as an optimizer variable; restoring it would silently undo a
+    ``--resume --lr`` change (and make runs with and without ``lr_drops`` incompatible).
+    The rate comes from the run's options; ``iterations`` still restores a schedule.
+    """
+    return [v for v in optimizer.variables if v.name != "learning_rate"]
+
+
 class Checkpointer(keras.callbacks.Callback):
     """Each epoch: network weights + optimizer state into ``ckpt/epoch_NNNN``, then an
     atomic switch of ``ckpt/latest.json``; a kill at any moment leaves the previous
@@ -99,7 +113,7 @@ class Checkpointer(keras.callbacks.Callback):
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir()
         self.network.save_weights(folder / "network.weights.h5")
-        opt_vars = [np.asarray(v) for v in self.model.optimizer.variables]
+        opt_vars = [np.asarray(v) for v in optimizer_state(self.model.optimizer)]
         np.savez(folder / "optimizer.npz", *opt_vars)
         value = logs.get(self.monitor)
         improved = value is not None and value > self.best
@@ -132,10 +146,11 @@ class Checkpointer(keras.callbacks.Callback):
         opt.build(network.trainable_variables)
         with np.load(folder / "optimizer.npz") as saved:
             values = [saved[f"arr_{i}"] for i in range(len(saved.files))]
-        if len(values) != len(opt.variables):
+        state_vars = optimizer_state(opt)
+        if len(values) != len(state_vars):
             raise ValueError(f"checkpoint {folder} has {len(values)} optimizer variables, "
-                             f"the model needs {len(opt.variables)}: different preset?")
-        for var, value in zip(opt.variables, values):
+                             f"the model needs {len(state_vars)}: different preset?")
+        for var, value in zip(state_vars, values):
             var.assign(value)
         return state
 

@@ -25,6 +25,10 @@ class ModelConfig:
     num_joints: int = 14
 
     def __post_init__(self):
+        if not self.schedule:
+            raise ValueError("schedule must list at least one stack resolution")
+        if self.num_joints < 1:
+            raise ValueError(f"num_joints must be >= 1, got {self.num_joints}")
         for r in self.schedule:
             if r < 2 * self.min_resolution or (r & (r - 1)):
                 raise ValueError(f"stack resolution {r} must be a power of two >= "

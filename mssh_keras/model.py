@@ -55,7 +55,11 @@ def build_network(cfg: ModelConfig, name: str = "mssh") -> keras.Model:
         hg = hourglass(x, cfg.depth(res), cfg.filters, block, f"s{j}_hg")
         feat = block(hg, cfg.filters, f"s{j}_head")
         feat = bn_relu(conv(feat, cfg.filters, 1, f"s{j}_head_1x1"), f"s{j}_head_1x1")
-        heatmaps = layers.Conv2D(cfg.num_joints, 1, name=f"stack{j}", dtype="float32")(feat)
+        # Near-zero init (as HRNet): the untrained net predicts ~0 instead of noise, which
+        # is most of the loss on fine stacks and otherwise costs the first epochs.
+        heatmaps = layers.Conv2D(cfg.num_joints, 1, name=f"stack{j}", dtype="float32",
+                                 kernel_initializer=keras.initializers.RandomNormal(
+                                     stddev=0.001))(feat)
         outputs.append(heatmaps)
         if j < len(cfg.schedule):
             remap_f = conv(feat, cfg.filters, 1, f"s{j}_remap_features")

@@ -24,14 +24,32 @@ class PoseTrainer(keras.Model):
         n_joints = network.outputs[0].shape[-1]
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.final_tracker = keras.metrics.Mean(name="final_stack_loss")
-        # Mean adaptive weight per (stack, joint) over the epoch, for TensorBoard.
+        # Mean adaptive weight per (stack, joint) over the epoch, for TensorBoard. Under a
+        # strategy each replica adds its own weights; "mean" all-reduces them, so the log
+        # is the average over replicas (the default "none" would keep replica 0's only).
         self.weight_sum = self.add_weight(shape=(n_stacks, n_joints), initializer="zeros",
-                                          trainable=False, name="weight_sum")
+                                          trainable=False, name="weight_sum",
+                                          aggregation="mean")
         self.weight_count = self.add_weight(shape=(), initializer="zeros", trainable=False,
-                                            name="weight_count")
+                                            name="weight_count",
+                                            aggregation="only_first_replica")
+        self.built = True  # all state exists now: the network is built, weights above
 
     def call(self, inputs, training=False):
         return self.network(inputs, training=training)
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Keras 3 hook that builds model state from a sample batch before ``fit``.
+
+        Under a strategy Keras first pulls a batch and ``strategy.reduce``s it, which
+        MultiWorkerMirroredStrategy cannot do for our nested (image, (heatmaps, mask))
+        batches: "Attempt to convert a value (PerReplica...)" (keras-team/keras#20329).
+        Nothing here needs a sample batch (see ``built`` above); only the optimizer may
+        still need its variables, created in the strategy's scope.
+        """
+        if self.optimizer is not None and not self.optimizer.built:
+            with self.distribute_strategy.scope():
+                self.optimizer.build(self.trainable_variables)
 
     @property
     def metrics(self):
@@ -40,6 +58,8 @@ class PoseTrainer(keras.Model):
     def _stack_losses(self, x, y, training: bool):
         targets, mask = y
         preds = self(x, training=training)
+        if not isinstance(preds, (list, tuple)):  # a one-stack network returns one tensor
+            preds = [preds]
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         global_batch = ops.cast(ops.shape(x)[0] * replicas, "float32")
         return stack_losses(preds, targets, mask, global_batch, self.adaptive)
@@ -49,7 +69,33 @@ class PoseTrainer(keras.Model):
         # Trackers average over replicas, so undo the per-replica 1/replicas share.
         self.loss_tracker.update_state(total * replicas)
         self.final_tracker.update_state(per_stack[-1] * replicas)
+        if isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            # Keras reduces the step's logs across workers with reduce(MEAN, axis=0),
+            # which rejects scalars (Keras 3.15); _unwrap_logs makes them scalars again
+            # (a single-worker run skips that reduction and keeps the (1,) shape).
+            return {m.name: ops.reshape(m.result(), (1,)) for m in self.metrics}
         return {m.name: m.result() for m in self.metrics}
+
+    def make_train_function(self, force=False):
+        if self.train_function is None or force:
+            super().make_train_function(force)
+            self.train_function = self._unwrap_logs(self.train_function)
+        return self.train_function
+
+    def make_test_function(self, force=False):
+        if self.test_function is None or force:
+            super().make_test_function(force)
+            self.test_function = self._unwrap_logs(self.test_function)
+        return self.test_function
+
+    def _unwrap_logs(self, function):
+        """Scalar logs again after a multi-worker step (see ``_update_metrics``)."""
+        if not isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            return function
+
+        def unwrapped(iterator):
+            return {k: ops.reshape(v, ()) for k, v in function(iterator).items()}
+        return unwrapped
 
     def train_step(self, data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)

@@ -8,6 +8,9 @@ import dataclasses
 import json
 import math
 import os
+import shutil
+import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,12 +27,6 @@ from .model import build_network
 from .skeleton import Skeleton, get_skeleton
 from .trainer import PoseTrainer, make_optimizer
 
-REAL_DATASETS = ("lsp", "lspet", "mpii", "lsp+lspet")
-# Which split validates which dataset.
-VAL_SPLIT = {"lsp": "test", "lsp+lspet": "test", "lspet": "val", "mpii": "val",
-             "synthetic": "val"}
-
-
 class TrainingError(RuntimeError):
     """A run that cannot start or continue, with a message naming the problem."""
 
@@ -42,6 +39,7 @@ class RunOptions:
     epochs: int | None = None
     batch_size: int | None = None
     learning_rate: float | None = None
+    lr_drops: tuple[int, ...] | None = None
     input_size: int | None = None
     steps_per_epoch: int | None = None
     val_examples: int = 256
@@ -58,6 +56,9 @@ class RunOptions:
     verbose: int | str = "auto"
     augment: bool = True
     extra: dict = field(default_factory=dict)
+    # ModelConfig fields replaced last (after input_size's schedule scaling), e.g. a tiny
+    # network for tests: {"schedule": (8,), "filters": 16}.
+    model_overrides: dict = field(default_factory=dict)
 
     def configs(self, num_joints: int) -> tuple[ModelConfig, TrainConfig]:
         preset = get_preset(self.preset)
@@ -70,41 +71,75 @@ class RunOptions:
             model_kw["schedule"] = tuple(int(r * f) for r in m.schedule)
         train_kw = {k: v for k, v in (("epochs", self.epochs), ("batch_size", self.batch_size),
                                       ("learning_rate", self.learning_rate),
+                                      ("lr_drops", self.lr_drops),
                                       ("adaptive", self.adaptive)) if v is not None}
-        return m.replace(**model_kw), dataclasses.replace(t, **train_kw)
+        if self.batch_size is not None and self.learning_rate is None:
+            train_kw["learning_rate"] = scaled_learning_rate(t.learning_rate, t.batch_size,
+                                                             self.batch_size)
+        return (m.replace(**model_kw).replace(**self.model_overrides),
+                dataclasses.replace(t, **train_kw))
+
+
+def scaled_learning_rate(base_lr: float, base_batch: int, batch: int) -> float:
+    """The preset's RMSprop rate carried to another global batch: x sqrt(batch / base).
+
+    The loss is a mean over the global batch, so a bigger batch gives the same gradient
+    with less noise. Square-root scaling is the rule for adaptive optimizers such as
+    RMSprop/Adam (Malladi et al., NeurIPS 2022, "On the SDEs and scaling rules for
+    adaptive gradient algorithms"); the linear rule (Goyal et al., 2017) is SGD's.
+    Applied only when --batch-size is given without --lr.
+    """
+    return float(base_lr * math.sqrt(batch / base_batch))
 
 
 def dataset_skeleton(name: str) -> Skeleton:
-    if name == "synthetic":
-        return get_skeleton("lsp14")
-    if name == "synthetic-mpii":
-        return get_skeleton("mpii16")
     from .data.datasets import DATASET_SKELETON
     if name not in DATASET_SKELETON:
-        raise TrainingError(f"unknown dataset {name!r}; choose synthetic, synthetic-mpii or "
+        raise TrainingError(f"unknown dataset {name!r}; choose one of "
                             f"{', '.join(sorted(DATASET_SKELETON))}")
     return get_skeleton(DATASET_SKELETON[name])
 
 
 def load_examples(opts: RunOptions, split: str) -> tf.data.Dataset:
-    """Example dicts of the run's dataset ('train' or 'val' = its validation split)."""
-    if opts.dataset.startswith("synthetic"):
-        from .data.synthetic import SyntheticPose
-        size = opts.input_size or get_preset(opts.preset).model.input_size
-        synth = SyntheticPose(dataset_skeleton(opts.dataset).name, size=size,
-                              num_train=opts.synthetic_train if split == "train" else 0,
-                              num_val=opts.val_examples if split == "val" else 0,
-                              seed=opts.seed)
-        return synth.as_dataset(split)
+    """Example dicts of the run's dataset ('train' or 'val' = its evaluation split)."""
     from .data import datasets
-    real_split = "train" if split == "train" else VAL_SPLIT[opts.dataset]
-    return datasets.load(opts.dataset, real_split, opts.data_dir, opts.manual_dir)
+    real_split = "train" if split == "train" else datasets.EVAL_SPLIT[opts.dataset]
+    size = (opts.model_overrides.get("input_size") or opts.input_size
+            or get_preset(opts.preset).model.input_size)
+    num = opts.synthetic_train if split == "train" else opts.val_examples
+    return datasets.load(opts.dataset, real_split, opts.data_dir, opts.manual_dir,
+                         size=size, num=num, seed=opts.seed)
+
+
+def cluster_tasks() -> int:
+    """How many training tasks (chief + workers) TF_CONFIG describes; 0 when it is unset."""
+    raw = os.environ.get("TF_CONFIG", "").strip()
+    if not raw:
+        return 0
+    try:
+        cluster = json.loads(raw).get("cluster", {})
+        return sum(len(cluster.get(kind, [])) for kind in ("chief", "worker"))
+    except (ValueError, AttributeError, TypeError) as err:
+        raise TrainingError(f"TF_CONFIG is not a JSON object with a 'cluster' of task "
+                            f"lists ({err}): {raw[:200]}") from None
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
-    gpus = tf.config.list_logical_devices("GPU")
+    """The ``tf.distribute`` strategy for ``--strategy``.
+
+    auto = multiworker when TF_CONFIG describes a cluster of several tasks, mirrored when
+    more than one GPU is visible, else the default (single-device) strategy. Call it
+    before any other TensorFlow op: MultiWorkerMirroredStrategy configures collective ops,
+    which TF only allows before the runtime starts; that is why only *physical* devices
+    are listed here (listing logical ones would start it).
+    """
+    tasks = cluster_tasks()
     if name == "auto":
-        name = "mirrored" if len(gpus) > 1 else "default"
+        gpus = tf.config.list_physical_devices("GPU")
+        name = "multiworker" if tasks > 1 else "mirrored" if len(gpus) > 1 else "default"
+    if name in ("default", "mirrored") and tasks > 1:
+        print(f"warning: TF_CONFIG describes {tasks} tasks but --strategy {name} trains "
+              f"each one on its own; use --strategy multiworker (or auto)", file=sys.stderr)
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
@@ -123,8 +158,12 @@ def train(opts: RunOptions) -> dict:
     """Run (or resume) a training; returns the final validation report and paths."""
     skeleton = dataset_skeleton(opts.dataset)
     mcfg, tcfg = opts.configs(skeleton.num_joints)
+    # First of all: MultiWorkerMirroredStrategy must exist before any TF op runs.
+    strategy = make_strategy(opts.strategy)
+    chief = _is_chief(strategy)
     out = Path(opts.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if chief:
+        out.mkdir(parents=True, exist_ok=True)
     record = _config_record(opts, mcfg, tcfg, skeleton)
     cfg_path = out / "run_config.json"
     state = Checkpointer.latest(out)
@@ -133,56 +172,75 @@ def train(opts: RunOptions) -> dict:
                             f"to continue it or choose another --output-dir")
     if opts.resume:
         if state is None:
-            raise TrainingError(f"--resume: no checkpoint in {out / 'ckpt'}")
+            shared = "" if chief else (" (every worker reads the chief's checkpoint: put "
+                                       "--output-dir on storage all workers share)")
+            raise TrainingError(f"--resume: no checkpoint in {out / 'ckpt'}{shared}")
         saved = json.loads(cfg_path.read_text())
         if saved["model"] != json.loads(json.dumps(dataclasses.asdict(mcfg))):
             raise TrainingError(f"--resume: the model options differ from the run in {out}")
-    else:
+    elif chief:
         write_json_atomic(cfg_path, record)
     keras.utils.set_random_seed(opts.seed)
 
-    strategy = make_strategy(opts.strategy)
     train_examples = load_examples(opts, "train")
-    val_examples = load_examples(opts, "val").take(opts.val_examples)
     n_train = int(train_examples.cardinality())
     steps = opts.steps_per_epoch or (n_train // tcfg.batch_size if n_train > 0 else None)
     if not steps:
         raise TrainingError("cannot tell the training set's size: pass --steps-per-epoch")
+    # --batch-size is the GLOBAL batch: fit() splits each batch over the replicas (and
+    # workers). Sharding by DATA: every worker runs the whole pipeline and keeps its slice
+    # of each global batch, so a step sees exactly the examples of a single-device step.
+    # FILE sharding would need >= one file per worker (TFDS builds LSP/LSPET in very few
+    # shards, synthetic data has none) and changes the example order; DATA's cost is
+    # that each worker also crops the examples it drops, cheap next to the network.
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     train_ds = training_pipeline(
         train_examples.repeat(), skeleton, mcfg.input_size, mcfg.schedule, tcfg.batch_size,
         tcfg.sigma, tcfg.visible_amplitude, tcfg.occluded_amplitude,
         Augment() if opts.augment else None, seed=opts.seed).with_options(options)
-    val_batches = list(eval_pipeline(val_examples, skeleton, mcfg.input_size, 32)
-                       .as_numpy_iterator())
-    if not val_batches:
-        raise TrainingError(f"the validation split of {opts.dataset} is empty")
+    val_batches = []
+    if chief:  # validation runs on the chief only, with the plain network, no collectives
+        val_examples = load_examples(opts, "val").take(opts.val_examples)
+        val_batches = list(eval_pipeline(val_examples, skeleton, mcfg.input_size, 32)
+                           .as_numpy_iterator())
+        if not val_batches:
+            raise TrainingError(f"the validation split of {opts.dataset} is empty")
 
     with strategy.scope():
         network = build_network(mcfg, name=opts.preset.replace("-", "_"))
         trainer = PoseTrainer(network, adaptive=tcfg.adaptive)
         trainer.compile(optimizer=make_optimizer(tcfg.learning_rate, tcfg.lr_drops,
                                                  tcfg.lr_drop_factor, steps))
+        # Built now, not lazily inside the first traced train step: variables created
+        # during tracing make tf.function trace the whole step a second time.
+        trainer.optimizer.build(network.trainable_variables)
     initial_epoch, best = 0, -math.inf
     if opts.resume:
-        state = Checkpointer.restore(out, trainer, network)
+        with strategy.scope():  # optimizer slots must be (mirrored) strategy variables
+            state = Checkpointer.restore(out, trainer, network)
         initial_epoch, best = state["epoch"], state["best"]
         print(f"resuming {out} after epoch {initial_epoch} (best val PCK {best:.1f} %)")
 
-    chief = _is_chief(strategy)
-    work = out if chief else Path(os.environ.get("TMPDIR", "/tmp")) / f"worker_{os.getpid()}"
+    # Non-chief workers run the same callbacks (so any collective op inside a save stays
+    # in step) but write into a private scratch folder, deleted when training ends.
+    work = out if chief else Path(tempfile.mkdtemp(prefix="mssh_worker_"))
     nan_guard = NaNGuard()
-    val_cb = ValidationPCK(val_batches, network, skeleton)
-    callbacks = [nan_guard, val_cb,
+    val_cb = ValidationPCK(val_batches, network, skeleton, nan_guard) if chief else None
+    callbacks = [nan_guard, *([val_cb] if chief else []),
                  Checkpointer(work, network, nan_guard, best=best),
                  keras.callbacks.CSVLogger(str(work / "history.csv"), append=True),
                  keras.callbacks.TensorBoard(str(work / "logs"), update_freq="epoch")]
     if tcfg.adaptive:
         callbacks.append(AdaptiveWeightLogger(work / "logs", skeleton.joints))
     t0 = time.time()
-    trainer.fit(train_ds, epochs=tcfg.epochs, initial_epoch=initial_epoch,
-                steps_per_epoch=steps, callbacks=callbacks, verbose=opts.verbose)
+    try:
+        trainer.fit(train_ds, epochs=tcfg.epochs, initial_epoch=initial_epoch,
+                    steps_per_epoch=steps, callbacks=callbacks,
+                    verbose=opts.verbose if chief else 0)
+    finally:
+        if not chief:
+            shutil.rmtree(work, ignore_errors=True)
     seconds = time.time() - t0
     if nan_guard.failure:
         last = Checkpointer.latest(out)
@@ -190,7 +248,8 @@ def train(opts: RunOptions) -> dict:
         raise TrainingError(f"{nan_guard.failure}; training stopped. Last saved checkpoint: "
                             f"{kept} in {out / 'ckpt'} (resume with --resume, maybe a lower "
                             f"--lr)")
-    report = val_cb.last_report or val_cb.evaluate()
+    # Workers return report None: the chief alone validates and saves.
+    report = (val_cb.last_report or val_cb.evaluate()) if chief else None
     if chief:
         network.save(out / "final.keras")
     return {"report": report, "seconds": seconds, "steps_per_epoch": steps,
@@ -198,9 +257,7 @@ def train(opts: RunOptions) -> dict:
 
 
 def _is_chief(strategy) -> bool:
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.cluster_spec().as_dict():
-        return True
-    return resolver.task_type in ("chief", None) or (
-        resolver.task_type == "worker" and resolver.task_id == 0
-        and "chief" not in resolver.cluster_spec().as_dict())
+    """Whether this task writes checkpoints/logs/exports: always, except under
+    MultiWorkerMirroredStrategy, where only the "chief" task (or worker 0 when the
+    cluster names no chief) does."""
+    return bool(strategy.extended.should_checkpoint)

@@ -207,3 +207,14 @@ def test_missing_images_dir(tmp_path):
         mpii.read_mpii(tmp_path, "val")
     assert str(tmp_path / "images") in str(e.value)
     assert "mpii_human_pose_v1.tar.gz" in str(e.value)
+
+
+def test_h5_head_sizes_are_the_official_pckh_normaliser(valid):
+    """valid.h5's head size must equal 0.6 x the official head-box diagonal, person by person."""
+    from mssh_keras.metrics import head_sizes_from_boxes
+
+    gt = scipy.io.loadmat(REAL / "mpii_eval_pytorch_pose/evaluation/data/detections_our_format.mat")
+    official = head_sizes_from_boxes(gt["headboxes_src"].transpose(2, 0, 1))
+    ours = np.array([r["head_size"] for r in valid])
+    assert ours.shape == official.shape
+    np.testing.assert_allclose(ours, official, rtol=1e-4)

@@ -61,7 +61,8 @@ def test_builders_are_registered():
     assert registered.imported_builder_cls("lspet") is Lspet
     assert registered.imported_builder_cls("mpii") is Mpii
     assert datasets.DATASET_SKELETON == {"lsp": "lsp14", "lspet": "lsp14",
-                                         "lsp+lspet": "lsp14", "mpii": "mpii16"}
+                                         "lsp+lspet": "lsp14", "mpii": "mpii16",
+                                         "synthetic": "lsp14", "synthetic-mpii": "mpii16"}
 
 
 def test_lspet_prepared_and_loaded(tmp_path, caplog):

@@ -13,12 +13,19 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import tensorflow as tf
 
 from mssh_keras.data.records import DatasetFilesError
 
+# The embedded offline sets, and their joint sets.
+SYNTHETIC = {"synthetic": "lsp14", "synthetic-mpii": "mpii16"}
 # Joint set of every name `load` accepts.
-DATASET_SKELETON = {"lsp": "lsp14", "lspet": "lsp14", "lsp+lspet": "lsp14", "mpii": "mpii16"}
+DATASET_SKELETON = {"lsp": "lsp14", "lspet": "lsp14", "lsp+lspet": "lsp14", "mpii": "mpii16",
+                    **SYNTHETIC}
+# The split each dataset is validated/evaluated on.
+EVAL_SPLIT = {"lsp": "test", "lsp+lspet": "test", "lspet": "val", "mpii": "val",
+              "synthetic": "val", "synthetic-mpii": "val"}
 
 # Our split names per dataset; "all" is the union of the stored TFDS splits (TFDS
 # reserves the name "all" itself).
@@ -39,10 +46,21 @@ def dataset_names() -> list[str]:
 
 
 def load(name: str, split: str, data_dir: str | None = None,
-         manual_dir: str | None = None) -> tf.data.Dataset:
-    """Decoded examples of ``name``/``split`` (see the module docstring)."""
-    # The synthetic source plugs in here (before the real datasets), e.g.:
-    # if name == "synthetic": return synthetic.load(split, ...)
+         manual_dir: str | None = None, *, size: int = 128, num: int | None = None,
+         seed: int = 0) -> tf.data.Dataset:
+    """Decoded examples of ``name``/``split`` (see the module docstring).
+
+    "synthetic" / "synthetic-mpii" (LSP-14 / MPII-16 figures, splits train/val) are rendered
+    offline at ``size`` pixels; ``num`` examples (default 2000 train, 256 val).
+    """
+    if name in SYNTHETIC:
+        from mssh_keras.data.synthetic import SyntheticPose
+        if split not in ("train", "val"):
+            raise ValueError(f"{name}: unknown split {split!r}; known: ['train', 'val']")
+        n = num if num is not None else (2000 if split == "train" else 256)
+        synth = SyntheticPose(SYNTHETIC[name], size=size, num_train=n if split == "train" else 0,
+                              num_val=n if split == "val" else 0, seed=seed)
+        return synth.as_dataset(split)
     if name in COMBINATIONS:
         parts = COMBINATIONS[name].get(split)
         if parts is None:
@@ -92,4 +110,25 @@ def _to_contract(example: dict) -> dict:
     return {"image": tf.ensure_shape(example["image"], (None, None, 3)),
             "joints": example["joints"], "flags": example["flags"],
             "center": example["center"], "scale": example["scale"],
-            "image_id": example["image_id"]}
+            "image_id": example["image_id"],
+            **({"head_size": example["head_size"]} if "head_size" in example else {})}
+
+
+def from_records(records: list[dict]) -> tf.data.Dataset:
+    """Examples straight from reader records (no TFDS preparation): each image is read and
+    decoded on the fly. For small fixed subsets (tests, quick evaluations)."""
+    if not records:
+        raise ValueError("from_records: no records")
+    columns = {k: np.stack([r[k] for r in records]) for k in ("joints", "flags", "center",
+                                                               "scale")}
+    columns["path"] = np.array([r["path"] for r in records])
+    columns["image_id"] = np.array([r["image_id"] for r in records])
+
+    def decode(ex):
+        image = tf.io.decode_image(tf.io.read_file(ex["path"]), channels=3,
+                                   expand_animations=False)
+        out = {k: v for k, v in ex.items() if k != "path"}
+        out["image"] = tf.ensure_shape(image, (None, None, 3))
+        return out
+
+    return tf.data.Dataset.from_tensor_slices(columns).map(decode)

@@ -73,6 +73,7 @@ def read_mpii_h5(h5_path: str | os.PathLike, images_dir: str | os.PathLike) -> l
             names = [n.decode() if isinstance(n, bytes) else str(n) for n in f["imgname"][:]]
             centers, scales = f["center"][:], f["scale"][:]
             parts, visible = f["part"][:], f["visible"][:]
+            heads = f["normalize"][:] if "normalize" in f else np.full(len(names), np.nan)
     except FileNotFoundError:
         raise DatasetFilesError(f"{h5_path} does not exist") from None
     except (OSError, KeyError) as e:
@@ -80,12 +81,13 @@ def read_mpii_h5(h5_path: str | os.PathLike, images_dir: str | os.PathLike) -> l
                          f"(imgname, center, scale, part, visible): {e}") from e
     images_dir = Path(images_dir)
     records = []
-    for name, center, scale, part, vis in zip(names, centers, scales, parts, visible):
+    for name, center, scale, part, vis, head in zip(names, centers, scales, parts, visible,
+                                                     heads):
         present = ~(part == 0).all(-1)
         flags = np.where(present, np.where(vis > 0, 2, 1), 0)
         records.append(make_record(images_dir / name, part - 1.0, flags, name,
                                    center=np.asarray(center) - 1.0,
-                                   scale=PIXEL_STD * float(scale)))
+                                   scale=PIXEL_STD * float(scale), head_size=float(head)))
     return records
 
 
@@ -126,7 +128,7 @@ def read_mpii_json(json_path: str | os.PathLike, images_dir: str | os.PathLike) 
         else:
             c, s = hourglass_box(center, scale)
         records.append(make_record(images_dir / name, joints - 1.0, flags, name,
-                                   center=c, scale=s))
+                                   center=c, scale=s, head_size=np.nan))
     return records
 
 
@@ -215,7 +217,13 @@ def read_mpii_mat(mat_path: str | os.PathLike, images_dir: str | os.PathLike,
             except (AttributeError, TypeError, ValueError):
                 c, s = None, None
                 no_box.append(name)
-            records.append(make_record(images_dir / name, joints, flags, name, center=c, scale=s))
+            try:  # PCKh normaliser: 0.6 x the head box diagonal (the official protocol)
+                head = 0.6 * float(np.hypot(float(rect.x2) - float(rect.x1),
+                                            float(rect.y2) - float(rect.y1)))
+            except (AttributeError, TypeError, ValueError):
+                head = np.nan
+            records.append(make_record(images_dir / name, joints, flags, name, center=c, scale=s,
+                                       head_size=head))
     if no_box:
         log.warning("MPII .mat: %d annotated people without objpos/scale got a box from their "
                     "joints: %s", len(no_box), summarize_names(no_box))

@@ -118,7 +118,11 @@ def eval_pipeline(ds: tf.data.Dataset, skeleton: Skeleton, input_size: int,
     """Deterministic crops plus what evaluation needs to map predictions back."""
     def to_eval(ex):
         image, joints, flags, m = crop_example(ex, input_size, skeleton.flip_permutation, None)
-        return image, {"crop_joints": joints, "flags": flags, "matrix": m,
-                       "joints": ex["joints"], "image_id": ex["image_id"]}
+        # No flip at evaluation, so the flags are the original ones.
+        meta = {"crop_joints": joints, "flags": flags, "matrix": m, "joints": ex["joints"],
+                "image_id": ex["image_id"]}
+        if "head_size" in ex:
+            meta["head_size"] = ex["head_size"]
+        return image, meta
 
     return ds.map(to_eval, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(2)

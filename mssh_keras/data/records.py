@@ -33,13 +33,15 @@ class DatasetFilesError(FileNotFoundError):
 
 
 def make_record(path: str | os.PathLike, joints: np.ndarray, flags: np.ndarray,
-                image_id: str, center=None, scale=None) -> dict:
+                image_id: str, center=None, scale=None, head_size: float | None = None
+                ) -> dict:
     """Build one record; without ``center``/``scale`` the box comes from the joints.
 
     Joints with flag 0 get coordinates (0, 0) so that garbage such as LSPET's negative
     placeholders cannot leak anywhere. A person without any annotated joint gets
     center (-1, -1) and scale 0: ``check_records`` reports it instead of the reader
-    crashing, so one bad entry never hides the rest of a dataset.
+    crashing, so one bad entry never hides the rest of a dataset. ``head_size`` (MPII's
+    PCKh normaliser, 0.6 x head-box diagonal) is added only when given.
     """
     flags = np.asarray(flags, np.int32)
     joints = np.where((flags > 0)[:, None], np.asarray(joints, np.float32), 0.0)
@@ -49,9 +51,12 @@ def make_record(path: str | os.PathLike, joints: np.ndarray, flags: np.ndarray,
             center, scale = geometry.center_scale_from_joints(joints, flags > 0)
         else:
             center, scale = (-1.0, -1.0), 0.0
-    return {"path": str(path), "joints": joints, "flags": flags,
-            "center": np.asarray(center, np.float32).reshape(2),
-            "scale": np.float32(scale), "image_id": str(image_id)}
+    record = {"path": str(path), "joints": joints, "flags": flags,
+              "center": np.asarray(center, np.float32).reshape(2),
+              "scale": np.float32(scale), "image_id": str(image_id)}
+    if head_size is not None:
+        record["head_size"] = np.float32(head_size)
+    return record
 
 
 def load_mat_variable(path: str | os.PathLike, name: str) -> np.ndarray:

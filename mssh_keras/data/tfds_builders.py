@@ -27,9 +27,10 @@ VERSION = tfds.core.Version("1.0.0")
 RELEASE_NOTES = {"1.0.0": "Official annotations, 0-based pixels, flags 0/1/2, hourglass boxes."}
 
 
-def features(num_joints: int) -> tfds.features.FeaturesDict:
+def features(num_joints: int, head_size: bool = False) -> tfds.features.FeaturesDict:
     """The example contract as TFDS features (image bytes kept as the original JPEG)."""
-    return tfds.features.FeaturesDict({
+    extra = {"head_size": tfds.features.Tensor(shape=(), dtype=np.float32)} if head_size else {}
+    return tfds.features.FeaturesDict({**extra,
         "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
         "joints": tfds.features.Tensor(shape=(num_joints, 2), dtype=np.float32),
         "flags": tfds.features.Tensor(shape=(num_joints,), dtype=np.int32),
@@ -60,9 +61,10 @@ class _PoseBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     # Full decode of every image while building (a few ms each, once): damage inside the
     # JPEG data would otherwise only show when TensorFlow decodes it during training.
     DECODE_CHECK = True
+    HEAD_SIZE = False  # MPII also stores the PCKh head size
 
     def _info(self) -> tfds.core.DatasetInfo:
-        return self.dataset_info_from_configs(features=features(self.NUM_JOINTS),
+        return self.dataset_info_from_configs(features=features(self.NUM_JOINTS, self.HEAD_SIZE),
                                               homepage=self.HOMEPAGE)
 
     def _read(self, root: Path, split: str) -> list[dict]:
@@ -94,7 +96,8 @@ class _PoseBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         for i, r in enumerate(records):
             yield f"{i:06d}_{r['image_id']}", {
                 "image": r["path"], "joints": r["joints"], "flags": r["flags"],
-                "center": r["center"], "scale": r["scale"], "image_id": r["image_id"]}
+                "center": r["center"], "scale": r["scale"], "image_id": r["image_id"],
+                **({"head_size": r.get("head_size", np.nan)} if self.HEAD_SIZE else {})}
 
 
 class Lsp(_PoseBuilder):
@@ -131,6 +134,7 @@ class Mpii(_PoseBuilder):
     """MPII Human Pose single-person crops; val = the 2,958 people of the Tompson split."""
 
     NUM_JOINTS = 16
+    HEAD_SIZE = True
     MARKER = "images"
     HOMEPAGE = "http://human-pose.mpi-inf.mpg.de/"
     SPLIT_NAMES = ("train", "val")

@@ -1,0 +1,1 @@
+"""Webcam / video / image-folder pose demo for mssh-keras: ``python -m demo --help``."""

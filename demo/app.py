@@ -1,0 +1,284 @@
+"""Command line and main loop of the pose demo (webcam, video file or image folder).
+
+    python -m demo                         # webcam 0, default TFLite model, window
+    python -m demo --source clip.mp4 --headless      # annotated video + keypoint JSON
+    python -m demo --source photos/ --headless       # image folder (each photo on its own)
+    python -m demo --model export/model.onnx --record
+
+Only this module talks to the user; sources/tracker/pipeline/draw/recorder each do one job.
+Heavy imports (OpenCV, the runtime) happen after argument parsing, and the default TFLite
+path never imports TensorFlow, so the demo starts quickly.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MODEL_DIR = ROOT / "models" / "mssh-lite-lspet"
+# Where the shipped model of each backend lives inside DEFAULT_MODEL_DIR.
+DEFAULT_MODEL_NAMES = {"tflite": "model.tflite", "onnx": "model.onnx",
+                       "savedmodel": "saved_model", "keras": "model.keras"}
+DEFAULT_MODEL = DEFAULT_MODEL_DIR / DEFAULT_MODEL_NAMES["tflite"]
+WINDOW = "mssh-keras pose demo (q/Esc quit, s smoothing, p/space snapshot)"
+
+
+class DemoError(Exception):
+    """A problem to report in one line, without a traceback (exit status 2)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m demo", description="Single-person pose estimation demo: webcam, "
+        "video file or image folder, with tracking and One-Euro smoothing.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    io = p.add_argument_group("input / output")
+    io.add_argument("--source", default="0",
+                    help="camera index, video file, image file or folder of images")
+    io.add_argument("--headless", action="store_true",
+                    help="no window: write the annotated video and keypoint JSON")
+    io.add_argument("--record", action="store_true",
+                    help="show the window and also write the video and JSON")
+    io.add_argument("--output", type=Path, default=None,
+                    help="video path for --headless/--record (the JSON goes next to it); "
+                         "default runs/demo/<source>-<time>.mp4")
+    io.add_argument("--snapshot-dir", type=Path, default=Path("runs/demo"),
+                    help="where p/space saves PNG snapshots")
+    io.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    io.add_argument("--fps", type=float, default=30.0,
+                    help="frame rate assumed for image folders (timestamps, recorded video)")
+    m = p.add_argument_group("model")
+    m.add_argument("--model", type=Path, default=None,
+                   help=f"exported model (.tflite, .onnx, SavedModel folder, .keras); default "
+                        f"{DEFAULT_MODEL.relative_to(ROOT)} (or its sibling for --backend)")
+    m.add_argument("--backend", choices=tuple(DEFAULT_MODEL_NAMES), default=None,
+                   help="runtime; default: from the model's extension (tflite for the default "
+                        "model)")
+    m.add_argument("--threads", type=int, default=2, help="CPU threads for the runtime")
+    m.add_argument("--flip-test", action="store_true",
+                   help="average with the mirrored image (about 2x model time)")
+    t = p.add_argument_group("tracking and smoothing")
+    mode = t.add_mutually_exclusive_group()
+    mode.add_argument("--static", action="store_true",
+                      help="every frame on its own: full frame, no tracking/smoothing "
+                           "(default for image folders)")
+    mode.add_argument("--track", action="store_true",
+                      help="track and smooth even for an image folder (video frames)")
+    t.add_argument("--joint-threshold", type=float, default=0.3,
+                   help="joints below this confidence are not drawn")
+    t.add_argument("--track-threshold", type=float, default=0.3,
+                   help="mean confidence below which the track is lost (full-frame search)")
+    t.add_argument("--roi-smoothing", type=float, default=0.6,
+                   help="weight of the new box per frame (1 = no box smoothing)")
+    t.add_argument("--no-smoothing", action="store_true", help="start with smoothing off")
+    t.add_argument("--min-cutoff", type=float, default=1.0, help="One-Euro min cutoff, Hz")
+    t.add_argument("--beta", type=float, default=10.0,
+                   help="One-Euro speed coefficient, per body size per second")
+    t.add_argument("--d-cutoff", type=float, default=1.0, help="One-Euro derivative cutoff, Hz")
+    t.add_argument("--show-box", action="store_true", help="draw the tracking box")
+    return p
+
+
+def resolve_model(model: Path | None, backend: str | None) -> Path:
+    if model is None:
+        model = DEFAULT_MODEL_DIR / DEFAULT_MODEL_NAMES[backend or "tflite"]
+        if not model.exists():
+            raise DemoError(
+                f"default model {model} is missing: the trained model has not been shipped "
+                f"into this checkout yet. Pass --model with an exported model (.tflite, "
+                f".onnx, SavedModel folder or .keras).")
+    if not model.exists():
+        raise DemoError(f"model {model} does not exist")
+    return model
+
+
+def gui_problem() -> str | None:
+    """Why no window can be opened, or None. The pip 'headless' OpenCV has no imshow."""
+    import cv2
+
+    for line in cv2.getBuildInformation().splitlines():
+        if line.strip().startswith("GUI:") and line.split(":", 1)[1].strip().upper() == "NONE":
+            return ("this OpenCV build has no GUI support (opencv-python-headless), so no "
+                    "window can be shown. Install the GUI build (pip uninstall "
+                    "opencv-python-headless && pip install opencv-python) or run with "
+                    "--headless to write a video and keypoint JSON instead.")
+    try:
+        cv2.namedWindow(WINDOW, cv2.WINDOW_NORMAL)
+    except cv2.error as e:
+        return (f"cannot open a window ({str(e).strip().splitlines()[-1]}); is a display "
+                f"available? Use --headless to write a video and keypoint JSON instead.")
+    return None
+
+
+def default_output(source_description: str) -> Path:
+    stem = Path(source_description.rstrip("/")).stem or "source"
+    stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in stem)
+    return Path("runs/demo") / f"{stem}-{datetime.now():%Y%m%d-%H%M%S}.mp4"
+
+
+def run(args: argparse.Namespace) -> int:
+    t_start = time.perf_counter()
+    show = not args.headless
+    write = args.headless or args.record
+    model_path = resolve_model(args.model, args.backend)
+
+    import cv2
+    import numpy as np
+
+    from .draw import draw_box, draw_hud, draw_pose
+    from .one_euro import OneEuroFilter
+    from .pipeline import PipelineConfig, PosePipeline
+    from .recorder import KeypointLog, VideoRecorder, keypoint_rows
+    from .sources import SourceError, open_source
+    from .tracker import TrackerConfig
+
+    try:  # bad tuning values are reported before anything is opened
+        cfg = PipelineConfig(
+            tracker=TrackerConfig(track_threshold=args.track_threshold,
+                                  joint_threshold=args.joint_threshold,
+                                  smoothing=args.roi_smoothing),
+            min_cutoff=args.min_cutoff, beta=args.beta, d_cutoff=args.d_cutoff,
+            smoothing=not args.no_smoothing, flip_test=args.flip_test)
+        OneEuroFilter(cfg.min_cutoff, cfg.beta, cfg.d_cutoff)
+    except ValueError as e:
+        raise DemoError(str(e)) from None
+    if show:
+        problem = gui_problem()
+        if problem:
+            raise DemoError(problem)
+    try:
+        source = open_source(args.source, fps=args.fps)
+    except SourceError as e:
+        raise DemoError(str(e)) from None
+
+    from mssh_keras.runtime import PoseEstimator
+
+    t_load = time.perf_counter()
+    try:
+        estimator = PoseEstimator(str(model_path), backend=args.backend,
+                                  num_threads=args.threads)
+    except ImportError as e:
+        source.close()
+        raise DemoError(f"the runtime for {model_path} is not installed: {e}") from None
+    except Exception as e:  # noqa: BLE001 - any load failure is a user-facing problem
+        source.close()
+        if type(e).__name__ == "ModelLoadError":  # already names the file and the problem
+            raise DemoError(str(e)) from None
+        raise DemoError(f"cannot load model {model_path}: not a usable "
+                        f"{args.backend or model_path.suffix.lstrip('.') or 'model'} file "
+                        f"({type(e).__name__}: {e})") from None
+    load_s = time.perf_counter() - t_load
+
+    static = args.static or (source.is_still and not args.track)
+    cfg.static = static
+    pipeline = PosePipeline(estimator, cfg)
+    skeleton = estimator.skeleton
+
+    recorder = log = None
+    if write:
+        out = args.output or default_output(source.description)
+        recorder = VideoRecorder(out, source.fps)
+        log = KeypointLog(out.with_suffix(".json"), {
+            "source": source.description, "model": str(model_path),
+            "backend": estimator.backend, "input_size": estimator.input_size,
+            "skeleton": skeleton.to_dict(), "static": static, "flip_test": args.flip_test,
+            "smoothing": {"min_cutoff": args.min_cutoff, "beta": args.beta,
+                          "d_cutoff": args.d_cutoff},
+            "joint_threshold": args.joint_threshold, "track_threshold": args.track_threshold,
+            "keypoint_format": "[x, y, confidence], image pixels, 0-based pixel centres"})
+
+    fps_ema, model_ms_all, startup_s = None, [], None
+    t_prev = t_first = None
+    n = 0
+    try:
+        for frame in source:
+            rgb = cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB)
+            res = pipeline.process(rgb, frame.timestamp)
+            now = time.perf_counter()
+            if startup_s is None:
+                startup_s, t_first = now - t_start, now
+            if t_prev is not None:
+                inst = 1.0 / max(now - t_prev, 1e-6)
+                fps_ema = inst if fps_ema is None else 0.9 * fps_ema + 0.1 * inst
+            t_prev = now
+            model_ms_all.append(res.model_ms)
+
+            vis = frame.image.copy()
+            if args.show_box:
+                draw_box(vis, pipeline.tracker.box)
+            draw_pose(vis, res.keypoints, res.confidence, skeleton, args.joint_threshold)
+            mode = "static" if static else ("tracking" if res.tracking else "searching")
+            draw_hud(vis, [f"FPS {fps_ema:5.1f}" if fps_ema else "FPS   -  ",
+                           f"model {res.model_ms:5.1f} ms",
+                           f"{mode}, smoothing {'on' if pipeline.smoothing else 'off'}"])
+            if recorder is not None:
+                recorder.write(vis)
+                log.add({"index": frame.index, "timestamp": round(frame.timestamp, 4),
+                         "name": frame.name, "image_size": [rgb.shape[1], rgb.shape[0]],
+                         "keypoints": keypoint_rows(res.keypoints, res.confidence),
+                         "raw_keypoints": keypoint_rows(res.raw_keypoints, res.confidence),
+                         "box": None if res.box is None else [round(float(v), 2)
+                                                              for v in res.box],
+                         "tracking": res.tracking, "score": round(res.score, 4),
+                         "model_ms": round(res.model_ms, 3),
+                         "fps": None if fps_ema is None else round(fps_ema, 2)})
+            n += 1
+            if show:
+                cv2.imshow(WINDOW, vis)
+                key = cv2.waitKey(1) & 0xFF
+                if key in (ord("q"), 27):
+                    break
+                if key == ord("s"):
+                    pipeline.toggle_smoothing()
+                elif key in (ord("p"), ord(" ")):
+                    args.snapshot_dir.mkdir(parents=True, exist_ok=True)
+                    snap = args.snapshot_dir / f"snapshot-{datetime.now():%Y%m%d-%H%M%S-%f}.png"
+                    cv2.imwrite(str(snap), vis)
+                    print(f"saved {snap}")
+                if cv2.getWindowProperty(WINDOW, cv2.WND_PROP_VISIBLE) < 1:
+                    break
+            if args.max_frames is not None and n >= args.max_frames:
+                break
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+    except SourceError as e:
+        raise DemoError(str(e)) from None
+    except OSError as e:  # the video cannot be written (codec, disk, permissions)
+        raise DemoError(str(e)) from None
+    finally:
+        source.close()
+        elapsed = (time.perf_counter() - t_first) if t_first is not None else 0.0
+        stats = {"frames": n,
+                 "mean_fps": round((n - 1) / elapsed, 2) if n > 1 and elapsed > 0 else None,
+                 "mean_model_ms": round(float(np.mean(model_ms_all)), 3) if n else None,
+                 "median_model_ms": round(float(np.median(model_ms_all)), 3) if n else None,
+                 "model_load_s": round(load_s, 3),
+                 "startup_s": None if startup_s is None else round(startup_s, 3)}
+        if recorder is not None:
+            recorder.close()
+            if n:  # no frame (unreadable source): leave no empty files behind
+                log.close(stats)
+        if show:
+            cv2.destroyAllWindows()
+    if recorder is not None and n:
+        print(f"wrote {recorder.path} and {log.path}")
+    fps_txt = f"{stats['mean_fps']:.1f}" if stats["mean_fps"] else "-"
+    model_txt = f"{stats['mean_model_ms']:.1f}" if stats["mean_model_ms"] is not None else "-"
+    print(f"{n} frames, {fps_txt} FPS end to end, model {model_txt} ms/frame, "
+          f"first frame after {startup_s or 0:.2f} s")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.max_frames is not None and args.max_frames < 1:
+        print("error: --max-frames must be >= 1", file=sys.stderr)
+        return 2
+    try:
+        return run(args)
+    except DemoError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-DEFAULT_MODEL = Path(__file__).resolve().parent / "models/mssh-lite-lspet/model.keras"
+DEFAULT_MODEL = Path(__file__).resolve().parent / "models/hg-lite-lspet/model.keras"
 
 
 def main(argv=None) -> int:

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-SHIPPED_MODEL = ROOT / "models" / "mssh-lite-lspet" / "model.keras"
+SHIPPED_MODEL = ROOT / "models" / "hg-lite-lspet" / "model.keras"
 FORMATS = ("savedmodel", "tflite", "onnx")
 QUANTIZATIONS = ("fp32", "fp16", "dynamic", "int8")
 

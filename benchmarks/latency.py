@@ -136,7 +136,9 @@ def export_preset(name: str, model_path: str | None, cache: Path, args) -> tuple
             p = out / ex.output_names("model", fmt, q or "fp32")
             rep = p.with_name(p.name + ".verify.json")
             files[(fmt, q)] = json.loads(rep.read_text()) if rep.exists() else {"file": str(p)}
-        return {"keras": str(keras_path), "files": files}, "reused exports"
+        note = out / "weights.txt"
+        return ({"keras": str(keras_path), "files": files},
+                "reused exports: " + (note.read_text().strip() if note.exists() else "?"))
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
@@ -153,6 +155,7 @@ def export_preset(name: str, model_path: str | None, cache: Path, args) -> tuple
         network = build_network(get_preset(name).model, name=name.replace("-", "_"))
         network.save(keras_path)
         note = "untrained (random) weights"
+    (out / "weights.txt").write_text(note + "\n")
     t0 = time.time()
     results = ex.export(network, ["savedmodel", "tflite", "onnx"], out, source=keras_path,
                         quantizations=list(ex.QUANTIZATIONS), preset=name,

@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_MODEL_DIR = ROOT / "models" / "mssh-lite-lspet"
+DEFAULT_MODEL_DIR = ROOT / "models" / "hg-lite-lspet"
 # Where the shipped model of each backend lives inside DEFAULT_MODEL_DIR.
 DEFAULT_MODEL_NAMES = {"tflite": "model.tflite", "onnx": "model.onnx",
                        "savedmodel": "saved_model", "keras": "model.keras"}

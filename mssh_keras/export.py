@@ -40,9 +40,10 @@ from .skeleton import SKELETONS, Skeleton, get_skeleton
 
 FORMATS = ("savedmodel", "tflite", "onnx")
 QUANTIZATIONS = ("fp32", "fp16", "dynamic", "int8")
-# ONNX opset 17: the newest opset whose ops (Conv, Resize, AveragePool, LayerNorm...)
-# tf2onnx 1.17 emits without "unsupported opset" fallbacks (it knows up to 18), and one
-# that onnxruntime >= 1.13, ONNX.js and most mobile/edge runtimes accept.
+# ONNX opset 17: tf2onnx 1.17 emits opsets up to 18 and onnxruntime 1.32 runs up to 23;
+# 17 is one below tf2onnx's newest (its best-tested mappings) and is still accepted by
+# older deployed runtimes (onnxruntime >= 1.13, ONNX >= 1.12). The network's ops (Conv,
+# Resize, AveragePool, MaxPool, Add, Concat, Relu, Mul) need nothing newer.
 ONNX_OPSET = 17
 NORMALISATION = "RGB float32 0..255, normalised inside the model"
 METADATA_VERSION = 1
@@ -51,13 +52,22 @@ METADATA_VERSION = 1
 # FP32_TOLERANCE x max(1, peak |heatmap|) (trained heatmaps peak at ~1, so this is 1e-4).
 FP32_TOLERANCE = 1e-4
 # Quantized files: the share of joints whose decoded position moves by more than one
-# heatmap pixel must stay at or below these (measured on trained mssh-lite / hg-lite
-# models, see EXPORT_THRESHOLDS in the report that introduced them and README): fp16
-# rounding almost never moves a peak; dynamic range (int8 weights) moves a few borderline
-# joints; full int8 (activations too) moves more, mostly joints with flat, ambiguous maps.
+# heatmap pixel (a genuinely different peak: a one-pixel argmax change with the quarter-
+# pixel shift moves at most 1 px) must stay at or below these. Measured on hg-lite trained
+# 9 epochs x 50 steps on LSPET (val PCK 19 %), 128 LSPET val crops, split by the joint's
+# reference peak (training target amplitude 1):
+#            peak <0.05   0.05-0.1   0.1-0.2   >=0.2    all
+#   fp16       0.1 %       0.1 %      0.0 %     0.0 %   0.1 %
+#   dynamic    4.4 %       1.7 %      0.8 %     0.0 %   2.6 %
+#   int8      34.4 %      16.8 %      7.7 %     1.3 %  21.9 %
+# Only flat, ambiguous maps move; the same network at 4 epochs (peaks ~0.03) moved 2.1 /
+# 18 / 97 %, and the fp32 file judged against a random hg-lite (a broken export) 99 %.
+# So: fp16 1 % (10x the worst bin), dynamic 5 % (above the flattest bin), int8 15 % (a
+# converged model, peaks >= 0.2, is near 1 %; an undertrained one fails, which is worth
+# knowing before shipping int8). ``compare_heatmaps`` also reports the confident share.
 MOVED_LIMITS = {"fp32": 0.0, "fp16": 0.01, "dynamic": 0.05, "int8": 0.15}
 MOVED_PIXELS = 1.0
-CONFIDENT_PEAK = 0.5
+CONFIDENT_PEAK = 0.2
 
 log = logging.getLogger(__name__)
 
@@ -529,9 +539,9 @@ def compare_heatmaps(got: np.ndarray, ref: np.ndarray) -> dict:
     c_ref, _ = decode_heatmaps(ref)
     c_got, _ = decode_heatmaps(got)
     moved = np.linalg.norm(c_got - c_ref, axis=-1)
-    # Informational: joints the reference is sure of (peak >= half the training target's
-    # amplitude of 1). Flat maps of an undertrained model move under any rounding; this
-    # share says whether the *confident* answers survive quantization.
+    # Informational: joints the reference is sure of (peak >= CONFIDENT_PEAK, a fifth of
+    # the training target's amplitude). Flat maps of an undertrained model move under any
+    # rounding; this share says whether the *confident* answers survive quantization.
     confident = ref.reshape(len(ref), -1, ref.shape[-1]).max(axis=1) >= CONFIDENT_PEAK
     return {"max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean()),
             "reference_peak": float(np.abs(ref).max()),

@@ -11,7 +11,7 @@ the model's facts (joints, input size, stride...) come from the JSON metadata wr
 
 Usage::
 
-    est = PoseEstimator("models/mssh-lite-lspet/model.tflite")
+    est = PoseEstimator("models/hg-lite-lspet/model.tflite")
     pose = est.predict(image_rgb, box=(x0, y0, x1, y1))   # or box=None: the whole image
     pose.keypoints  # (K, 2) float32, image pixels (pixel centres at integers)
 """
@@ -27,7 +27,7 @@ import numpy as np
 
 from . import geometry
 from .decode import decode_heatmaps, flip_back, heatmap_coords_to_image
-from .skeleton import Skeleton
+from .skeleton import SKELETONS, Skeleton
 
 METADATA_KEY = "mssh_keras"           # TFLite metadata name / ONNX metadata_props key
 SAVED_MODEL_METADATA = "assets.extra/mssh_keras.json"  # inside a SavedModel folder
@@ -126,8 +126,12 @@ def read_metadata(model_path: str | os.PathLike, backend: str | None = None) -> 
 
 
 def skeleton_from_metadata(meta: dict) -> Skeleton:
-    """A Skeleton from the metadata's own description (so a custom joint set works too)."""
+    """The known joint set of that name (with its metric definitions, e.g. PCK's torso), or
+    one built from the metadata's own description (so a custom joint set works too)."""
     s = meta["skeleton"]
+    known = SKELETONS.get(s["name"])
+    if known is not None and list(known.joints) == list(s["joints"]):
+        return known
     return Skeleton(name=s["name"], joints=tuple(s["joints"]),
                     flip_pairs=tuple(tuple(p) for p in s["flip_pairs"]),
                     limbs=tuple(tuple(p) for p in s["limbs"]))

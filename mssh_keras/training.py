@@ -124,6 +124,13 @@ def cluster_tasks() -> int:
                             f"lists ({err}): {raw[:200]}") from None
 
 
+def choose_strategy(name: str, tasks: int, gpus: int) -> str:
+    """What ``auto`` means for a cluster of ``tasks`` TF_CONFIG tasks and ``gpus`` GPUs."""
+    if name != "auto":
+        return name
+    return "multiworker" if tasks > 1 else "mirrored" if gpus > 1 else "default"
+
+
 def make_strategy(name: str) -> tf.distribute.Strategy:
     """The ``tf.distribute`` strategy for ``--strategy``.
 
@@ -134,9 +141,8 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     are listed here (listing logical ones would start it).
     """
     tasks = cluster_tasks()
-    if name == "auto":
-        gpus = tf.config.list_physical_devices("GPU")
-        name = "multiworker" if tasks > 1 else "mirrored" if len(gpus) > 1 else "default"
+    gpus = len(tf.config.list_physical_devices("GPU")) if name == "auto" else 0
+    name = choose_strategy(name, tasks, gpus)
     if name in ("default", "mirrored") and tasks > 1:
         print(f"warning: TF_CONFIG describes {tasks} tasks but --strategy {name} trains "
               f"each one on its own; use --strategy multiworker (or auto)", file=sys.stderr)
@@ -161,6 +167,10 @@ def train(opts: RunOptions) -> dict:
     # First of all: MultiWorkerMirroredStrategy must exist before any TF op runs.
     strategy = make_strategy(opts.strategy)
     chief = _is_chief(strategy)
+    replicas = strategy.num_replicas_in_sync
+    if tcfg.batch_size % replicas:  # PoseTrainer assumes equal slices: global = local x n
+        raise TrainingError(f"--batch-size {tcfg.batch_size} is the global batch and must "
+                            f"split evenly over the {replicas} replicas (GPUs x workers)")
     out = Path(opts.output_dir)
     if chief:
         out.mkdir(parents=True, exist_ok=True)
@@ -189,10 +199,11 @@ def train(opts: RunOptions) -> dict:
         raise TrainingError("cannot tell the training set's size: pass --steps-per-epoch")
     # --batch-size is the GLOBAL batch: fit() splits each batch over the replicas (and
     # workers). Sharding by DATA: every worker runs the whole pipeline and keeps its slice
-    # of each global batch, so a step sees exactly the examples of a single-device step.
-    # FILE sharding would need >= one file per worker (TFDS builds LSP/LSPET in very few
-    # shards, synthetic data has none) and changes the example order; DATA's cost is
-    # that each worker also crops the examples it drops, cheap next to the network.
+    # of each global batch, so a step sees the examples of a single-device step (up to
+    # the few neighbours an augmenting, non-deterministic parallel map may reorder
+    # differently per worker). FILE sharding would need >= one file per worker (TFDS
+    # builds LSP/LSPET in very few shards, synthetic data has none) and changes the
+    # example order; DATA's cost is that each worker also crops the examples it drops.
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     train_ds = training_pipeline(

@@ -28,7 +28,7 @@ MPII_PHOTOS = REAL / "mmpose_testdata/tests/data/mpii"
 
 # The model the end-to-end runs use. None: a tiny untrained model exported in this session
 # (checks the plumbing only). Point it at the shipped trained model, e.g.
-#   ROOT / "models/mssh-lite-lspet/model.tflite"
+#   ROOT / "models/hg-lite-lspet/model.tflite"
 # and test_headless_run_on_moving_figure also asserts that the keypoints follow the figure.
 FOLLOW_MODEL: Path | None = None
 

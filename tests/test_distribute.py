@@ -6,8 +6,8 @@ before TensorFlow starts, and would otherwise leak into the other tests.
 
 BatchNorm: each replica normalises with the statistics of its own slice of the batch, so
 plain BN cannot give the weights of a single-device step. The exact comparisons therefore
-freeze BN (inference mode: a fixed affine map, gamma/beta still trained), or synchronise
-it (``synchronized=True``: the statistics are all-reduced over replicas). SGD, not the
+freeze BN (``trainable=False``: inference mode, a fixed affine map), or synchronise it
+(``synchronized=True``: the statistics are all-reduced over replicas). SGD, not the
 training's RMSprop: RMSprop divides by the gradient's own scale, so it would hide a loss
 that is wrongly scaled by the number of replicas.
 """
@@ -28,7 +28,7 @@ HERE = Path(__file__).resolve()
 REPO = HERE.parents[1]
 LR = 0.05           # SGD rate of the mirrored comparisons
 BATCH = 8           # global batch: 4 examples per replica
-STEPS = 3
+STEPS = 2
 # The multi-worker run: one 8x8 stack of residual blocks (as test_training.py).
 TINY = dict(input_size=32, schedule=(8,), filters=16, stem_filters=8, trunk_filters=16,
             min_resolution=4, block="residual")
@@ -183,18 +183,74 @@ def _free_ports(n: int) -> list[int]:
             s.close()
 
 
-def _tail(text: str, n: int = 3000) -> str:
-    return text[-n:]
+class _Child:
+    """This file run as a script in a child process, output to a log file."""
+
+    def __init__(self, args: list[str], log: Path, **env):
+        self.log = log
+        with open(log, "w") as f:
+            self.proc = subprocess.Popen([sys.executable, str(HERE), *args], cwd=REPO,
+                                         env=_env(**env), stdout=f, stderr=subprocess.STDOUT)
+
+    def wait(self, deadline: float) -> None:
+        """Until the child exits (killed at ``deadline``); fails with its log's tail."""
+        try:
+            self.proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail(f"{self.log.name}: no result in time, killed:\n{self.tail()}")
+        assert self.proc.returncode == 0, (f"{self.log.name}: exit {self.proc.returncode}:"
+                                           f"\n{self.tail()}")
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:]
 
 
 # ------------------------------------------------------------------------------- tests
 @pytest.fixture(scope="module")
-def mirrored(tmp_path_factory) -> dict:
-    path = tmp_path_factory.mktemp("mirrored") / "result.json"
-    proc = subprocess.run([sys.executable, str(HERE), "mirrored", str(path)], cwd=REPO,
-                          env=_env(), capture_output=True, text=True, timeout=400)
-    assert proc.returncode == 0, _tail(proc.stdout + proc.stderr)
-    return json.loads(path.read_text())
+def children(tmp_path_factory):
+    """All child processes start at once (about a minute of CPU each, mostly tracing the
+    first training step): the mirrored comparison and two workers of a cluster on loopback
+    ports. Whatever still runs when the module ends is killed."""
+    root = tmp_path_factory.mktemp("distribute")
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    kids = {"mirrored": _Child(["mirrored", str(root / "mirrored.json")],
+                               root / "mirrored.log")}
+    for i in range(2):
+        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})
+        (root / f"tmp{i}").mkdir()
+        kids[f"worker{i}"] = _Child(["worker", str(root / "run"), str(root / f"w{i}.npz")],
+                                    root / f"worker{i}.log", TF_CONFIG=tf_config,
+                                    TMPDIR=str(root / f"tmp{i}"))
+    kids["deadline"] = time.monotonic() + 420
+    kids["root"] = root
+    yield kids
+    for kid in kids.values():
+        if isinstance(kid, _Child):
+            kid.kill()
+
+
+@pytest.fixture(scope="module")
+def mirrored(children) -> dict:
+    children["mirrored"].wait(children["deadline"])
+    return json.loads((children["root"] / "mirrored.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def workers(children) -> Path:
+    try:
+        for i in range(2):
+            children[f"worker{i}"].wait(children["deadline"])
+    finally:  # one worker failing leaves the other waiting on a collective forever
+        for i in range(2):
+            children[f"worker{i}"].kill()
+    return children["root"]
 
 
 def test_mirrored_matches_single_device_with_frozen_batchnorm(mirrored):
@@ -224,63 +280,83 @@ def test_adaptive_weights_are_computed_per_replica(mirrored):
     assert r["step_vs_expected"] <= 1e-4 * r["update"], r
 
 
-def test_two_workers_train_in_lockstep(tmp_path):
-    """Two local processes with TF_CONFIG on loopback ports: MultiWorkerMirroredStrategy
-    through ``train()``. They see different halves of every global batch and end with
-    the same weights; only the chief writes the run folder."""
-    ports = _free_ports(2)
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    out = tmp_path / "run"
-    procs, logs = [], []
-    for i in range(2):
-        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})
-        scratch = tmp_path / f"tmp{i}"
-        scratch.mkdir()
-        log = open(tmp_path / f"worker{i}.log", "w+")
-        logs.append(log)
-        procs.append(subprocess.Popen(
-            [sys.executable, str(HERE), "worker", str(out), str(tmp_path / f"w{i}.npz")],
-            cwd=REPO, env=_env(TF_CONFIG=tf_config, TMPDIR=str(scratch)), stdout=log,
-            stderr=subprocess.STDOUT))
-    deadline = time.monotonic() + 400
-    try:
-        for p in procs:
-            p.wait(timeout=max(1.0, deadline - time.monotonic()))
-    except subprocess.TimeoutExpired:
-        pass
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    texts = []
-    for log in logs:
-        log.seek(0)
-        texts.append(log.read())
-        log.close()
-    for i, p in enumerate(procs):
-        assert p.returncode == 0, f"worker {i} exit {p.returncode}:\n{_tail(texts[i])}"
-
-    info = [json.loads((tmp_path / f"w{i}.npz.json").read_text()) for i in range(2)]
+def test_two_workers_see_different_halves_of_each_global_batch(workers):
+    """Two local processes with TF_CONFIG: MultiWorkerMirroredStrategy, 2 replicas, and
+    the DATA sharding policy gives each worker its own half of every global batch."""
+    info = [json.loads((workers / f"w{i}.npz.json").read_text()) for i in range(2)]
     assert [d["replicas"] for d in info] == [2, 2]
     assert [d["chief"] for d in info] == [True, False]      # worker 0 is the chief
-    # DATA sharding: each worker keeps its own half of every global batch of 8.
     halves = [d["first_batch"][0] for d in info]
-    assert sorted(halves[0] + halves[1]) == list(range(8)) and len(halves[0]) == 4, halves
+    assert len(halves[0]) == 4 and sorted(halves[0] + halves[1]) == list(range(8)), halves
+    # (so the equal weights below come from synchronisation, not from identical data)
 
+
+def test_two_workers_end_with_the_same_weights(workers):
+    """``train()`` on both workers: different data, same weights (broadcast initial
+    values + all-reduced gradients)."""
     weights = []
     for i in range(2):
-        with np.load(tmp_path / f"w{i}.npz") as z:
+        with np.load(workers / f"w{i}.npz") as z:
             weights.append([z[f"arr_{j}"] for j in range(len(z.files))])
     assert len(weights[0]) == len(weights[1]) > 0
     for a, b in zip(*weights):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
-    assert {"run_config.json", "history.csv", "final.keras", "ckpt"} <= {
+
+def test_the_chief_writes_the_run_the_other_worker_cleans_up(workers):
+    out = workers / "run"
+    assert {"run_config.json", "history.csv", "final.keras", "best.keras", "ckpt"} <= {
         p.name for p in out.iterdir()}
     assert json.loads((out / "ckpt" / "latest.json").read_text())["epoch"] == 1
-    # The non-chief wrote into a scratch folder of its TMPDIR and removed it.
-    assert list((tmp_path / "tmp1").iterdir()) == []
+    # The other worker wrote into a scratch folder in its TMPDIR, removed at the end.
+    assert list((workers / "tmp1").iterdir()) == []
+
+
+# --------------------------------------------------------- in-process: options and rules
+def test_tf_config_cluster_size(monkeypatch):
+    from mssh_keras.training import TrainingError, cluster_tasks
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    assert cluster_tasks() == 0
+    monkeypatch.setenv("TF_CONFIG", json.dumps({
+        "cluster": {"chief": ["a:1"], "worker": ["b:1", "c:1"], "evaluator": ["d:1"]},
+        "task": {"type": "worker", "index": 0}}))
+    assert cluster_tasks() == 3
+    monkeypatch.setenv("TF_CONFIG", "{'cluster': ")
+    with pytest.raises(TrainingError, match="TF_CONFIG"):
+        cluster_tasks()
+
+
+def test_auto_strategy_choice():
+    from mssh_keras.training import choose_strategy
+    assert choose_strategy("auto", tasks=0, gpus=0) == "default"
+    assert choose_strategy("auto", tasks=0, gpus=1) == "default"
+    assert choose_strategy("auto", tasks=1, gpus=4) == "mirrored"
+    assert choose_strategy("auto", tasks=2, gpus=8) == "multiworker"
+    assert choose_strategy("mirrored", tasks=2, gpus=0) == "mirrored"
+
+
+def test_learning_rate_follows_the_global_batch_by_square_root():
+    from mssh_keras.config import get_preset
+    from mssh_keras.training import RunOptions
+    base = get_preset("mssh-lite").train
+    _, t = RunOptions(batch_size=base.batch_size * 4).configs(14)
+    assert t.learning_rate == pytest.approx(base.learning_rate * 2)
+    _, t = RunOptions(batch_size=base.batch_size * 4, learning_rate=1e-3).configs(14)
+    assert t.learning_rate == 1e-3                                  # an explicit --lr wins
+    _, t = RunOptions().configs(14)
+    assert (t.learning_rate, t.batch_size) == (base.learning_rate, base.batch_size)
+
+
+def test_global_batch_must_split_over_the_replicas(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    from mssh_keras import training
+    three = SimpleNamespace(num_replicas_in_sync=3,
+                            extended=SimpleNamespace(should_checkpoint=True))
+    monkeypatch.setattr(training, "make_strategy", lambda name: three)
+    with pytest.raises(training.TrainingError, match="split evenly over the 3 replicas"):
+        training.train(training.RunOptions(batch_size=16, output_dir=str(tmp_path / "r")))
+    assert not (tmp_path / "r").exists()                       # failed before writing
 
 
 if __name__ == "__main__":

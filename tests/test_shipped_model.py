@@ -1,0 +1,46 @@
+"""The shipped model still scores what its model card says on real validation images.
+
+A regression anywhere in decoding, preprocessing, the runtime or the export shows up here
+as a PCK that no longer matches the number recorded when the model was shipped.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mssh_keras.data.datasets import from_records
+from mssh_keras.data.lspet import read_lspet
+from mssh_keras.evaluator import predict_dataset, score
+from mssh_keras.runtime import PoseEstimator
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL_DIR = ROOT / "models/hg-lite-lspet"
+LSPET = ROOT.parent / "shared/data/real/lspet_axelcarlier"
+CARD = json.loads((MODEL_DIR / "card.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def subset():
+    check = CARD["regression_check"]
+    records = read_lspet(LSPET, check["split"])[:check["num_people"]]
+    assert [r["image_id"] for r in records[:3]] == check["first_ids"]
+    return records
+
+
+@pytest.mark.parametrize("filename", ["model.tflite", "model.keras"])
+def test_shipped_model_pck_matches_the_card(subset, filename):
+    est = PoseEstimator(MODEL_DIR / filename)
+    preds = predict_dataset(est.heatmaps, from_records(subset), est.skeleton, est.input_size)
+    report = score(preds, est.skeleton, "lsp")
+    expected = CARD["regression_check"]["PCK@0.2"]
+    got = report["tables"]["PCK@0.2"]["Total"]
+    # Same weights, same crops: only float rounding between backends may differ (<0.5 pt).
+    assert got == pytest.approx(expected, abs=0.5), (filename, got, expected)
+
+
+def test_card_metrics_are_this_models():
+    full = CARD["metrics"]["lspet_val"]
+    assert full["num_examples"] == 700
+    assert 0 < full["tables"]["PCK@0.2"]["Total"] < 100

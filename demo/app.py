@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL_DIR = ROOT / "models" / "hg-lite-lspet"
 # Where the shipped model of each backend lives inside DEFAULT_MODEL_DIR.
 DEFAULT_MODEL_NAMES = {"tflite": "model.tflite", "onnx": "model.onnx",
-                       "savedmodel": "saved_model", "keras": "model.keras"}
+                       "savedmodel": "model_saved_model", "keras": "model.keras"}
 DEFAULT_MODEL = DEFAULT_MODEL_DIR / DEFAULT_MODEL_NAMES["tflite"]
 WINDOW = "mssh-keras pose demo (q/Esc quit, s smoothing, p/space snapshot)"
 

@@ -69,8 +69,6 @@ MOVED_LIMITS = {"fp32": 0.0, "fp16": 0.01, "dynamic": 0.05, "int8": 0.15}
 MOVED_PIXELS = 1.0
 CONFIDENT_PEAK = 0.2
 
-log = logging.getLogger(__name__)
-
 
 class ExportError(RuntimeError):
     """An export that cannot be done, with a message naming the model and the problem."""

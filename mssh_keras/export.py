@@ -4,7 +4,7 @@ Every format goes through the same steps, written once here:
   1. pick the stack (early exit, ``model.inference_model``) and fix the input shape;
   2. write the file: a SavedModel whose ``serving_default`` signature takes ``image``
      (B, S, S, 3) float32 RGB 0..255 and returns ``heatmaps``; TFLite converted *from that
-     SavedModel* (``TFLiteConverter.from_saved_model``; never ``from_concrete_functions``,
+     SavedModel* (``TFLiteConverter.from_saved_model``; never the concrete-function converter,
      which yields NaN models with Keras 3) with TFLite builtin ops only; ONNX via tf2onnx;
   3. attach the metadata a runtime needs (joints, flip pairs, limbs, input size, stride,
      normalisation...) as ``<file>.json`` and inside the file (TFLite metadata table, ONNX

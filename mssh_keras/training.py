@@ -55,7 +55,6 @@ class RunOptions:
     strategy: str = "auto"
     verbose: int | str = "auto"
     augment: bool = True
-    extra: dict = field(default_factory=dict)
     # ModelConfig fields replaced last (after input_size's schedule scaling), e.g. a tiny
     # network for tests: {"schedule": (8,), "filters": 16}.
     model_overrides: dict = field(default_factory=dict)

@@ -9,7 +9,9 @@ import argparse
 import sys
 from pathlib import Path
 
-DEFAULT_MODEL = Path(__file__).resolve().parent / "models/hg-lite-lspet/model.keras"
+from mssh_keras import SHIPPED_MODEL_DIR
+
+DEFAULT_MODEL = SHIPPED_MODEL_DIR / "model.keras"
 
 
 def main(argv=None) -> int:
@@ -27,38 +29,24 @@ def main(argv=None) -> int:
     ap.add_argument("--output-dir", default="runs/eval")
     args = ap.parse_args(argv)
 
-    from mssh_keras.data import datasets
     from mssh_keras.evaluation import save_report, write_predictions
-    from mssh_keras.evaluator import predict_dataset, score
+    from mssh_keras.evaluator import evaluate_model
     from mssh_keras.metrics import format_table
-    from mssh_keras.runtime import PoseEstimator
+    from mssh_keras.skeleton import get_skeleton
 
     try:
-        est = PoseEstimator(args.model)
-        split = args.split or datasets.EVAL_SPLIT.get(args.dataset, "val")
-        skeleton_name = datasets.DATASET_SKELETON.get(args.dataset)
-        if skeleton_name is None:
-            raise ValueError(f"unknown dataset {args.dataset!r}")
-        if skeleton_name != est.skeleton.name:
-            raise ValueError(f"{args.model} predicts {est.skeleton.name} joints but "
-                             f"{args.dataset} is annotated with {skeleton_name}")
-        examples = datasets.load(args.dataset, split, args.data_dir, args.manual_dir,
-                                 size=est.input_size, num=args.limit)
-        if args.limit:
-            examples = examples.take(args.limit)
-        preds = predict_dataset(est.heatmaps, examples, est.skeleton, est.input_size,
-                                args.flip_test, args.batch_size)
-        report = score(preds, est.skeleton, "mpii" if skeleton_name == "mpii16" else "lsp")
+        report, preds = evaluate_model(args.model, args.dataset, args.split, args.data_dir,
+                                       args.manual_dir, args.limit, args.flip_test,
+                                       args.batch_size)
     except (FileNotFoundError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    report.update(model=str(args.model), dataset=args.dataset, split=split,
-                  flip_test=args.flip_test)
     out = Path(args.output_dir)
     save_report(out / "report.json", report)
     json_path, mat_path = write_predictions(out / "predictions.json", preds["image_id"],
-                                            preds["pred"], preds["conf"], est.skeleton)
-    print(f"{args.dataset} {split}: {report['num_examples']}"
+                                            preds["pred"], preds["conf"],
+                                            get_skeleton(report["skeleton"]))
+    print(f"{args.dataset} {report['split']}: {report['num_examples']}"
           f" people, model {args.model}{' (flip test)' if args.flip_test else ''}")
     print(format_table(report))
     print(f"report: {out / 'report.json'}; predictions: {json_path}, {mat_path}")

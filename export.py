@@ -16,8 +16,10 @@ import os
 import sys
 from pathlib import Path
 
+from mssh_keras import SHIPPED_MODEL_DIR
+
 ROOT = Path(__file__).resolve().parent
-SHIPPED_MODEL = ROOT / "models" / "hg-lite-lspet" / "model.keras"
+SHIPPED_MODEL = SHIPPED_MODEL_DIR / "model.keras"
 FORMATS = ("savedmodel", "tflite", "onnx")
 QUANTIZATIONS = ("fp32", "fp16", "dynamic", "int8")
 

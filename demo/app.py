@@ -12,17 +12,21 @@ path never imports TensorFlow, so the demo starts quickly.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from datetime import datetime
 from pathlib import Path
 
+from mssh_keras import SHIPPED_MODEL_DIR
+
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_MODEL_DIR = ROOT / "models" / "hg-lite-lspet"
+DEFAULT_MODEL_DIR = SHIPPED_MODEL_DIR
 # Where the shipped model of each backend lives inside DEFAULT_MODEL_DIR.
 DEFAULT_MODEL_NAMES = {"tflite": "model.tflite", "onnx": "model.onnx",
                        "savedmodel": "model_saved_model", "keras": "model.keras"}
 DEFAULT_MODEL = DEFAULT_MODEL_DIR / DEFAULT_MODEL_NAMES["tflite"]
+FALLBACK_THRESHOLD = 0.3  # for models without calibrated thresholds in their metadata
 WINDOW = "mssh-keras pose demo (q/Esc quit, s smoothing, p/space snapshot)"
 
 
@@ -67,10 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
                            "(default for image folders)")
     mode.add_argument("--track", action="store_true",
                       help="track and smooth even for an image folder (video frames)")
-    t.add_argument("--joint-threshold", type=float, default=0.3,
-                   help="joints below this confidence are not drawn")
-    t.add_argument("--track-threshold", type=float, default=0.3,
-                   help="mean confidence below which the track is lost (full-frame search)")
+    t.add_argument("--joint-threshold", type=float, default=None,
+                   help="joints below this confidence are not drawn (default: the value "
+                        f"calibrated for the model, in its metadata, else {FALLBACK_THRESHOLD})")
+    t.add_argument("--track-threshold", type=float, default=None,
+                   help="mean confidence below which the track is lost (full-frame search; "
+                        "default: calibrated as above)")
     t.add_argument("--roi-smoothing", type=float, default=0.6,
                    help="weight of the new box per frame (1 = no box smoothing)")
     t.add_argument("--no-smoothing", action="store_true", help="start with smoothing off")
@@ -93,6 +99,25 @@ def resolve_model(model: Path | None, backend: str | None) -> Path:
     if not model.exists():
         raise DemoError(f"model {model} does not exist")
     return model
+
+
+def resolve_thresholds(args: argparse.Namespace, metadata: dict) -> tuple[float, float, str]:
+    """(joint, track, where from): the command line wins, then the thresholds calibrated
+    for this model on validation people (``scripts/ship_model.py`` writes them into the
+    metadata), then FALLBACK_THRESHOLD. A briefly trained model's confidences live far
+    below a fully trained one's, so one fixed number would hide every joint."""
+    calibrated = metadata.get("thresholds") or {}
+    joint = (args.joint_threshold if args.joint_threshold is not None
+             else calibrated.get("joint_threshold", FALLBACK_THRESHOLD))
+    track = (args.track_threshold if args.track_threshold is not None
+             else calibrated.get("track_threshold", FALLBACK_THRESHOLD))
+    given = [n for n, v in (("joint", args.joint_threshold), ("track", args.track_threshold))
+             if v is not None]
+    source = "model metadata (calibrated)" if calibrated else "fallback default"
+    if given:
+        source = ("command line" if len(given) == 2
+                  else f"{source}; {given[0]} threshold from the command line")
+    return float(joint), float(track), source
 
 
 def gui_problem() -> str | None:
@@ -137,9 +162,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:  # bad tuning values are reported before anything is opened
         cfg = PipelineConfig(
-            tracker=TrackerConfig(track_threshold=args.track_threshold,
-                                  joint_threshold=args.joint_threshold,
-                                  smoothing=args.roi_smoothing),
+            tracker=TrackerConfig(smoothing=args.roi_smoothing),
             min_cutoff=args.min_cutoff, beta=args.beta, d_cutoff=args.d_cutoff,
             smoothing=not args.no_smoothing, flip_test=args.flip_test)
         OneEuroFilter(cfg.min_cutoff, cfg.beta, cfg.d_cutoff)
@@ -172,6 +195,10 @@ def run(args: argparse.Namespace) -> int:
                         f"({type(e).__name__}: {e})") from None
     load_s = time.perf_counter() - t_load
 
+    joint_threshold, track_threshold, thresholds_from = resolve_thresholds(
+        args, estimator.metadata)
+    cfg.tracker = dataclasses.replace(cfg.tracker, joint_threshold=joint_threshold,
+                                      track_threshold=track_threshold)
     static = args.static or (source.is_still and not args.track)
     cfg.static = static
     pipeline = PosePipeline(estimator, cfg)
@@ -187,7 +214,8 @@ def run(args: argparse.Namespace) -> int:
             "skeleton": skeleton.to_dict(), "static": static, "flip_test": args.flip_test,
             "smoothing": {"min_cutoff": args.min_cutoff, "beta": args.beta,
                           "d_cutoff": args.d_cutoff},
-            "joint_threshold": args.joint_threshold, "track_threshold": args.track_threshold,
+            "joint_threshold": joint_threshold, "track_threshold": track_threshold,
+            "thresholds_from": thresholds_from,
             "keypoint_format": "[x, y, confidence], image pixels, 0-based pixel centres"})
 
     fps_ema, model_ms_all, startup_s = None, [], None
@@ -209,7 +237,7 @@ def run(args: argparse.Namespace) -> int:
             vis = frame.image.copy()
             if args.show_box:
                 draw_box(vis, pipeline.tracker.box)
-            draw_pose(vis, res.keypoints, res.confidence, skeleton, args.joint_threshold)
+            draw_pose(vis, res.keypoints, res.confidence, skeleton, joint_threshold)
             mode = "static" if static else ("tracking" if res.tracking else "searching")
             draw_hud(vis, [f"FPS {fps_ema:5.1f}" if fps_ema else "FPS   -  ",
                            f"model {res.model_ms:5.1f} ms",

@@ -53,7 +53,7 @@ def write_predictions(path: str | Path, image_ids: Sequence[str], coords: np.nda
             for n, i in enumerate(ids)],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_jsonable(doc)))
+    path.write_text(json.dumps(jsonable(doc)))
 
     mat_path = path.with_suffix(".mat")
     one_based = xy + 1.0
@@ -79,14 +79,14 @@ def read_predictions(path: str | Path) -> tuple[list[str], np.ndarray, np.ndarra
         raise ValueError(f"{path}: not a prediction file written by write_predictions ({e})") from e
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
     """numpy -> Python, NaN/inf -> None (JSON has no NaN)."""
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
+        return jsonable(obj.tolist())
     if isinstance(obj, (np.integer, np.bool_)):
         return obj.item()
     if isinstance(obj, (float, np.floating)):
@@ -99,5 +99,5 @@ def save_report(path: str | Path, report: dict) -> Path:
     """Metric report (metrics.lsp_report / mpii_report) -> JSON; NaN becomes null."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_jsonable(report), indent=2, allow_nan=False))
+    path.write_text(json.dumps(jsonable(report), indent=2, allow_nan=False))
     return path

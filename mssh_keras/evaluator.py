@@ -55,3 +55,33 @@ def score(preds: dict, skeleton: Skeleton, protocol: str) -> dict:
         # The official protocol counts every annotated joint (visible or not).
         return mpii_report(preds["pred"], preds["gt"], annotated, preds["head_size"], skeleton)
     return lsp_report(preds["pred"], preds["gt"], annotated, skeleton)
+
+
+def evaluate_model(model, dataset: str, split: str | None = None, data_dir: str | None = None,
+                   manual_dir: str | None = None, limit: int | None = None,
+                   flip_test: bool = False, batch_size: int = 16) -> tuple[dict, dict]:
+    """(report, predictions) of ``model`` (a path or a PoseEstimator) on a dataset split.
+
+    One place for what evaluate.py, model shipping and ablation tables all do, so their
+    numbers are computed the same way. Raises ValueError for a skeleton/dataset mismatch.
+    """
+    from .data import datasets
+    from .runtime import PoseEstimator
+
+    est = model if isinstance(model, PoseEstimator) else PoseEstimator(model)
+    split = split or datasets.EVAL_SPLIT.get(dataset, "val")
+    skeleton_name = datasets.DATASET_SKELETON.get(dataset)
+    if skeleton_name is None:
+        raise ValueError(f"unknown dataset {dataset!r}")
+    if skeleton_name != est.skeleton.name:
+        raise ValueError(f"{model} predicts {est.skeleton.name} joints but {dataset} is "
+                         f"annotated with {skeleton_name}")
+    examples = datasets.load(dataset, split, data_dir, manual_dir, size=est.input_size,
+                             num=limit)
+    if limit:
+        examples = examples.take(limit)
+    preds = predict_dataset(est.heatmaps, examples, est.skeleton, est.input_size, flip_test,
+                            batch_size)
+    report = score(preds, est.skeleton, "mpii" if skeleton_name == "mpii16" else "lsp")
+    report.update(model=str(model), dataset=dataset, split=split, flip_test=flip_test)
+    return report, preds

@@ -342,3 +342,14 @@ def format_table(report: Mapping) -> str:
         cells = [_cell(table[c]) for c in cols]
         lines.append(f"{title:<{label}} " + "".join(f"{x:>{width}}" for x in cells))
     return "\n".join(lines)
+
+
+def markdown_tables(report: Mapping) -> str:
+    """The report's tables as Markdown (one table per metric, the paper's columns), for
+    model cards and README result tables."""
+    lines = []
+    for title, table in report["tables"].items():
+        cols = list(table)
+        lines += ["| | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|",
+                  f"| {title} | " + " | ".join(_cell(table[c]) for c in cols) + " |", ""]
+    return "\n".join(lines).rstrip() + "\n"

@@ -45,7 +45,9 @@ class PoseTrainer(keras.Model):
         MultiWorkerMirroredStrategy cannot do for our nested (image, (heatmaps, mask))
         batches: "Attempt to convert a value (PerReplica...)" (keras-team/keras#20329).
         Nothing here needs a sample batch (see ``built`` above); only the optimizer may
-        still need its variables, created in the strategy's scope.
+        still need its variables, created in the strategy's scope. Building them here,
+        before the first traced step, also matters without a strategy: variables created
+        inside the trace make tf.function trace the whole train step a second time.
         """
         if self.optimizer is not None and not self.optimizer.built:
             with self.distribute_strategy.scope():

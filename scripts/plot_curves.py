@@ -44,7 +44,8 @@ def main(argv=None) -> int:
         epochs = [e + 1 for e in h["epoch"]]
         ax_loss.plot(epochs, h["final_stack_loss"], marker=".", label=label)
         ax_pck.plot(epochs, h["val_pck"], marker=".", label=label)
-    ax_loss.set(xlabel="epoch", ylabel="final-stack training loss", yscale="log")
+    ax_loss.set(xlabel="epoch", ylabel="final-stack training loss\n(not comparable across "
+                "heatmap sizes or targets)")
     ax_pck.set(xlabel="epoch", ylabel="validation PCK@0.2 (%)")
     for ax in (ax_loss, ax_pck):
         ax.grid(alpha=0.3)

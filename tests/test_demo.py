@@ -26,11 +26,14 @@ ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT.parent / "shared/data/real"
 MPII_PHOTOS = REAL / "mmpose_testdata/tests/data/mpii"
 
-# The model the end-to-end runs use. None: a tiny untrained model exported in this session
-# (checks the plumbing only). Point it at the shipped trained model, e.g.
-#   ROOT / "models/hg-lite-lspet/model.tflite"
-# and test_headless_run_on_moving_figure also asserts that the keypoints follow the figure.
-FOLLOW_MODEL: Path | None = None
+# The shipped model (default of the demo), for the runs that must follow a person.
+SHIPPED_TFLITE = app.DEFAULT_MODEL
+LSPET = REAL / "lspet_axelcarlier"
+# Real validation photos the shipped model localizes well enough to hold the track through
+# a 24-frame slide (chosen among the first 40 validation photos; on many others this weakly
+# trained model loses the person). Its accuracy over the whole split is
+# tests/test_shipped_model.py's business; these runs test the demo's tracking with it.
+FOLLOW_PHOTOS = ("im00330.jpg", "im00200.jpg")
 
 # Moving-figure clip: a synthetic person (all joints in the image) slides left to right.
 FIGURE_SEED, FIGURE_SIZE, CANVAS_WH, N_FRAMES, STEP_PX, FPS = 3, 128, (400, 200), 24, 8, 30.0
@@ -45,22 +48,30 @@ _TINY_SOURCES = ("mssh_keras/export.py", "mssh_keras/runtime.py", "mssh_keras/mo
 
 
 # ----------------------------------------------------------------------------- helpers
-def moving_figure(n: int = N_FRAMES, step: float = STEP_PX, x0: int = 20):
-    """Frames (BGR) with the rendered figure pasted at x0 + i*step, and its true joints."""
-    ex = render_example(FIGURE_SEED, "lsp14", FIGURE_SIZE)
-    assert (ex["flags"] > 0).all()  # every joint inside the render: a clean target
-    w, h = CANVAS_WH
-    y0 = (h - FIGURE_SIZE) // 2
-    frames, joints = [], []
+def slide(image: np.ndarray, joints: np.ndarray, canvas_wh: tuple[int, int], n: int,
+          step: float, x0: int = 20) -> tuple[list[np.ndarray], np.ndarray]:
+    """Frames (BGR) with ``image`` pasted on a grey canvas at x0 + i*step, and its joints."""
+    w, h = canvas_wh
+    ih, iw = image.shape[:2]
+    y0 = (h - ih) // 2
+    frames, moved = [], []
     for i in range(n):
         x = int(round(x0 + i * step))
         canvas = np.full((h, w, 3), 90, np.uint8)
-        canvas[y0:y0 + FIGURE_SIZE, x:x + FIGURE_SIZE] = cv2.cvtColor(ex["image"],
-                                                                      cv2.COLOR_RGB2BGR)
+        canvas[y0:y0 + ih, x:x + iw] = image
         frames.append(canvas)
-        joints.append(ex["joints"] + np.array([x, y0], np.float32))
+        moved.append(joints + np.array([x, y0], np.float32))
+    return frames, np.stack(moved)
+
+
+def moving_figure(n: int = N_FRAMES, step: float = STEP_PX, x0: int = 20):
+    """The rendered synthetic figure sliding left to right, its true joints, confidences."""
+    ex = render_example(FIGURE_SEED, "lsp14", FIGURE_SIZE)
+    assert (ex["flags"] > 0).all()  # every joint inside the render: a clean target
+    frames, joints = slide(cv2.cvtColor(ex["image"], cv2.COLOR_RGB2BGR), ex["joints"],
+                           CANVAS_WH, n, step, x0)
     conf = np.where(ex["flags"] == 2, 0.9, 0.6).astype(np.float32)
-    return frames, np.stack(joints), conf
+    return frames, joints, conf
 
 
 def write_video(path: Path, frames: list[np.ndarray], fps: float = FPS) -> Path:
@@ -296,6 +307,21 @@ def test_static_pipeline_uses_full_frame_and_no_smoothing():
 
 
 # ----------------------------------------------------------------------------- drawing
+def test_thresholds_from_command_line_then_model_metadata_then_fallback():
+    meta = {"thresholds": {"joint_threshold": 0.08, "track_threshold": 0.07}}
+
+    def given(joint=None, track=None):
+        return SimpleNamespace(joint_threshold=joint, track_threshold=track)
+
+    assert app.resolve_thresholds(given(), meta) == (0.08, 0.07, "model metadata (calibrated)")
+    assert app.resolve_thresholds(given(0.5), meta) == (
+        0.5, 0.07, "model metadata (calibrated); joint threshold from the command line")
+    assert app.resolve_thresholds(given(0.5, 0.4), meta) == (0.5, 0.4, "command line")
+    fallback = app.FALLBACK_THRESHOLD
+    assert app.resolve_thresholds(given(), {}) == (fallback, fallback, "fallback default")
+    assert app.resolve_thresholds(given(track=0.2), {})[:2] == (fallback, 0.2)
+
+
 def test_draw_pose_colours_sides_and_hides_weak_joints():
     assert limb_side(LSP14, 0, 1) == "R" and limb_side(LSP14, 4, 3) == "L"
     assert limb_side(LSP14, 2, 3) == "C" and limb_side(LSP14, 9, 12) == "L"
@@ -458,11 +484,10 @@ def _check_frame_records(doc: dict, n: int, image_wh: list[int]):
 
 
 def test_headless_run_on_moving_figure(tiny_model, tmp_path, capsys):
-    model = FOLLOW_MODEL or tiny_model
     frames, joints, _ = moving_figure()
     video = write_video(tmp_path / "figure.avi", frames)
     out = tmp_path / "out" / "figure.mp4"
-    rc, stdout, err = _run_app(["--headless", "--source", str(video), "--model", str(model),
+    rc, stdout, err = _run_app(["--headless", "--source", str(video), "--model", str(tiny_model),
                                 "--output", str(out), "--show-box"], capsys)
     assert rc == 0, err
     doc, written = _load_run(out)
@@ -473,12 +498,63 @@ def test_headless_run_on_moving_figure(tiny_model, tmp_path, capsys):
     np.testing.assert_allclose(ts, np.arange(N_FRAMES) / FPS, atol=1e-3)
     assert doc["frames"][0]["box"] is None          # starts on the full frame
     assert doc["static"] is False and doc["stats"]["mean_fps"] > 0
-    if FOLLOW_MODEL is not None:  # a trained model must follow the sliding figure
-        mean_x = np.array([np.array(f["keypoints"])[:, 0].mean() for f in doc["frames"]])
-        true_x = joints[:, :, 0].mean(axis=1)
-        assert all(f["tracking"] for f in doc["frames"][2:])
-        assert mean_x[-1] - mean_x[0] == pytest.approx(true_x[-1] - true_x[0], rel=0.25)
-        assert np.abs(mean_x - true_x).max() < 4 * STEP_PX
+
+
+def _follow(frames: list[np.ndarray], tmp_path: Path, capsys) -> dict:
+    """The demo, headless with its defaults (shipped model, calibrated thresholds)."""
+    video = write_video(tmp_path / "clip.avi", frames)
+    out = tmp_path / "follow.mp4"
+    rc, _, err = _run_app(["--headless", "--source", str(video), "--output", str(out)], capsys)
+    assert rc == 0, err
+    doc, _ = _load_run(out)
+    assert doc["model"] == str(SHIPPED_TFLITE)
+    assert doc["thresholds_from"] == "model metadata (calibrated)"
+    return doc
+
+
+def _assert_follows(doc: dict, joints: np.ndarray, visible: np.ndarray, size: float,
+                    min_crop_share: float):
+    """Tracking holds, at least ``min_crop_share`` of the frames after the first are
+    predicted in the tracked crop (the rest: the crop scored too low and the full frame
+    was searched again, as designed), and the keypoints' mean x moves with the person:
+    total shift within 25 %, every frame within half the body's size (longer extent)."""
+    frames = doc["frames"]
+    assert all(f["tracking"] for f in frames), [f["tracking"] for f in frames]
+    assert frames[0]["box"] is None                              # found on the full frame
+    crop_share = np.mean([f["box"] is not None for f in frames[1:]])
+    assert crop_share >= min_crop_share, crop_share
+    kp = np.array([f["keypoints"] for f in frames])[:, :, :2]
+    mean_x = kp[:, visible, 0].mean(axis=1)
+    true_x = joints[:, visible, 0].mean(axis=1)
+    moved, true_moved = mean_x[-1] - mean_x[0], true_x[-1] - true_x[0]
+    assert moved == pytest.approx(true_moved, rel=0.25), (moved, true_moved)
+    assert np.abs(mean_x - true_x).max() < 0.5 * size, np.abs(mean_x - true_x).round(1)
+
+
+def test_shipped_model_follows_the_moving_synthetic_figure(tmp_path, capsys):
+    frames, joints, _ = moving_figure()
+    doc = _follow(frames, tmp_path, capsys)
+    size = np.ptp(joints[0], axis=0).max()
+    # A drawn figure is far from the real photos the model learned from: its tight crop
+    # often scores under the threshold, so the full frame is searched on many frames.
+    _assert_follows(doc, joints, np.ones(14, bool), size, min_crop_share=0.25)
+
+
+@pytest.mark.parametrize("photo", FOLLOW_PHOTOS)
+def test_shipped_model_follows_a_real_person_across_the_frame(photo, tmp_path, capsys):
+    """A real LSPET validation photo slid across a wider canvas, 24 frames."""
+    from mssh_keras.data.lspet import read_lspet
+
+    (record,) = [r for r in read_lspet(LSPET, "val") if r["image_id"] == photo]
+    image = cv2.imread(str(record["path"]))
+    assert image is not None, record["path"]
+    h, w = image.shape[:2]
+    frames, joints = slide(image, record["joints"], (w + N_FRAMES * STEP_PX + 40, h),
+                           N_FRAMES, STEP_PX)
+    doc = _follow(frames, tmp_path, capsys)
+    visible = record["flags"] > 0
+    size = np.ptp(record["joints"][visible], axis=0).max()  # some athletes lie flat
+    _assert_follows(doc, joints, visible, size, min_crop_share=0.75)
 
 
 def test_headless_run_on_real_photographs(tiny_model, tmp_path, capsys):

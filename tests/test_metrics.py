@@ -93,6 +93,11 @@ def test_lsp_report_columns_and_values():
     assert rep["skeleton"] == "lsp14" and rep["joint_counts"]["neck"] == 1
     text = M.format_table(rep)
     assert "PCK@0.2" in text and "Forearm" in text and "92.9" in text
+    md = M.markdown_tables(rep).splitlines()
+    assert md[0] == "| | Head | Sho. | Elb. | Wri. | Hip | Knee | Ank. | Total |"
+    assert md[1] == "|---" * 9 + "|"
+    assert md[2] == "| PCK@0.2 | 50.0 | 100.0 | 100.0 | 100.0 | 100.0 | 100.0 | 100.0 | 92.9 |"
+    assert md[4].count("|") == md[6].count("|") and md[6].startswith("| strict PCP@0.5 |")
 
 
 def test_pckh_hand_computed_and_weighted_mean():

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from mssh_keras import SHIPPED_MODEL_DIR
 from mssh_keras.data.datasets import from_records
 from mssh_keras.data.lspet import read_lspet
 from mssh_keras.evaluator import predict_dataset, score
 from mssh_keras.runtime import PoseEstimator
 
 ROOT = Path(__file__).resolve().parents[1]
-MODEL_DIR = ROOT / "models/hg-lite-lspet"
+MODEL_DIR = SHIPPED_MODEL_DIR
 LSPET = ROOT.parent / "shared/data/real/lspet_axelcarlier"
 CARD = json.loads((MODEL_DIR / "card.json").read_text())
 

@@ -32,10 +32,11 @@ STEPS = 4
 
 
 def _opts(out: Path, **kw) -> RunOptions:
-    """A run on one synthetic example repeated (a fixed batch), no augmentation: every
-    batch is identical, so a resumed run sees exactly the data an uninterrupted one does."""
+    """A run on 3 synthetic examples in batches of 4, no augmentation: consecutive batches
+    differ, so a resumed run only matches an uninterrupted one if it continues the
+    shuffled data stream where the first part stopped (rather than replaying it)."""
     base = dict(preset="mssh-lite", dataset="synthetic", output_dir=str(out), epochs=3,
-                batch_size=4, steps_per_epoch=STEPS, val_examples=4, synthetic_train=1,
+                batch_size=4, steps_per_epoch=STEPS, val_examples=4, synthetic_train=3,
                 augment=False, verbose=0, learning_rate=1e-3, model_overrides=TINY)
     base.update(kw)
     return RunOptions(**base)

@@ -67,25 +67,34 @@ def convert_flags(raw: np.ndarray) -> np.ndarray:
     return np.where(np.asarray(raw) > 0.5, 1, 2).astype(np.int32)
 
 
-def lsp_records(mat_path: str | os.PathLike, images_dir: str | os.PathLike,
-                split: str = "train", image_paths: dict[int, Path] | None = None) -> list[dict]:
-    """Records of ``split`` straight from joints.mat, without looking at the images.
+def records_from_joints(joints: np.ndarray, numbers, images_dir: str | os.PathLike,
+                        digits: int, flags_fn, image_paths: dict[int, Path] | None = None
+                        ) -> list[dict]:
+    """Records of the 1-based image ``numbers`` of an LSP-style (N, 14, 3) joints array.
 
-    ``image_paths`` (number -> path) restricts the result to images that exist; without it
-    every annotated column is listed with path ``images_dir/imNNNN.jpg``.
+    Shared by LSP and LSPET, which differ only in split rule, file-name digits and flag
+    meaning. ``image_paths`` (number -> path) restricts the result to images that exist;
+    without it every number is listed with path ``images_dir/imNNNN.jpg``.
     """
-    joints = load_joints(mat_path)
     records = []
-    for number in split_numbers(len(joints), split):
+    for number in numbers:
         if image_paths is None:
-            path = Path(images_dir) / f"im{number:04d}.jpg"
+            path = Path(images_dir) / f"im{number:0{digits}d}.jpg"
         elif number in image_paths:
             path = image_paths[number]
         else:
             continue
         j = joints[number - 1]
-        records.append(make_record(path, j[:, :2] - 1.0, convert_flags(j[:, 2]), path.name))
+        records.append(make_record(path, j[:, :2] - 1.0, flags_fn(j[:, 2]), path.name))
     return records
+
+
+def lsp_records(mat_path: str | os.PathLike, images_dir: str | os.PathLike,
+                split: str = "train", image_paths: dict[int, Path] | None = None) -> list[dict]:
+    """Records of ``split`` straight from joints.mat, without looking at the images."""
+    joints = load_joints(mat_path)
+    return records_from_joints(joints, split_numbers(len(joints), split), images_dir, 4,
+                               convert_flags, image_paths)
 
 
 def match_report(n_columns: int, image_paths: dict[int, Path], dataset: str,
@@ -115,18 +124,25 @@ def check_layout(root: str | os.PathLike, dataset: str, layout: str) -> tuple[Pa
     return mat, images
 
 
-def read_lsp(root: str | os.PathLike, split: str = "train") -> list[dict]:
-    """LSP records of ``split`` ("train", "test", "all") for the images present in root.
+def index_dataset(root: str | os.PathLike, dataset: str, layout: str,
+                  digits: int) -> tuple[Path, Path, dict[int, Path]]:
+    """(joints.mat, images dir, number -> image path) of an LSP-style folder.
 
-    Annotated images missing from ``root/images`` are logged and left out; so are images
-    without an annotation column.
+    Clear errors for a missing file or an image folder without imNN..N.jpg names; columns
+    without an image and images without a column are logged (counts and names).
     """
-    split_numbers(TRAIN_IMAGES * 2, split)  # validate the name before touching files
-    mat, images_dir = check_layout(root, "LSP", LAYOUT)
+    mat, images_dir = check_layout(root, dataset, layout)
     image_paths = index_images(images_dir)
     if not image_paths:
-        raise DatasetFilesError(f"LSP: no images named im0001.jpg ... in {images_dir}. "
-                                f"Expected {LAYOUT.replace('DIR', str(root))}")
-    n = len(load_joints(mat))
-    match_report(n, image_paths, "LSP", images_dir, digits=4)
+        first = f"im{1:0{digits}d}.jpg"
+        raise DatasetFilesError(f"{dataset}: no images named {first} ... in {images_dir}. "
+                                f"Expected {layout.replace('DIR', str(root))}")
+    match_report(len(load_joints(mat)), image_paths, dataset, images_dir, digits)
+    return mat, images_dir, image_paths
+
+
+def read_lsp(root: str | os.PathLike, split: str = "train") -> list[dict]:
+    """LSP records of ``split`` ("train", "test", "all") for the images present in root."""
+    split_numbers(TRAIN_IMAGES * 2, split)  # validate the name before touching files
+    mat, images_dir, image_paths = index_dataset(root, "LSP", LAYOUT, digits=4)
     return lsp_records(mat, images_dir, split, image_paths=image_paths)

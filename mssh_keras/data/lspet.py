@@ -18,16 +18,12 @@ Conventions decoded here, once:
 """
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 
 import numpy as np
 
-from mssh_keras.data.lsp import check_layout, load_joints, match_report
-from mssh_keras.data.records import DatasetFilesError, index_images, make_record
-
-log = logging.getLogger(__name__)
+from mssh_keras.data.lsp import index_dataset, load_joints, records_from_joints
 
 SPLITS = ("train", "val", "all")
 VAL_EVERY = 10
@@ -53,40 +49,15 @@ def convert_flags(raw: np.ndarray) -> np.ndarray:
 
 def lspet_records(mat_path: str | os.PathLike, images_dir: str | os.PathLike,
                   split: str = "all", image_paths: dict[int, Path] | None = None) -> list[dict]:
-    """Records of ``split`` straight from joints.mat, without looking at the images.
-
-    ``image_paths`` (number -> path) restricts the result to images that exist; without it
-    every annotated column is listed with path ``images_dir/imNNNNN.jpg``.
-    """
+    """Records of ``split`` straight from joints.mat, without looking at the images."""
     in_split(1, split)
     joints = load_joints(mat_path)
-    records = []
-    for number in range(1, len(joints) + 1):
-        if not in_split(number, split):
-            continue
-        if image_paths is None:
-            path = Path(images_dir) / f"im{number:05d}.jpg"
-        elif number in image_paths:
-            path = image_paths[number]
-        else:
-            continue
-        j = joints[number - 1]
-        records.append(make_record(path, j[:, :2] - 1.0, convert_flags(j[:, 2]), path.name))
-    return records
+    numbers = [n for n in range(1, len(joints) + 1) if in_split(n, split)]
+    return records_from_joints(joints, numbers, images_dir, 5, convert_flags, image_paths)
 
 
 def read_lspet(root: str | os.PathLike, split: str = "all") -> list[dict]:
-    """LSPET records of ``split`` ("train", "val", "all") for the images present in root.
-
-    Columns without an image and images without a column are logged (counts and names)
-    and left out.
-    """
+    """LSPET records of ``split`` ("train", "val", "all") for the images present in root."""
     in_split(1, split)
-    mat, images_dir = check_layout(root, "LSPET", LAYOUT)
-    image_paths = index_images(images_dir)
-    if not image_paths:
-        raise DatasetFilesError(f"LSPET: no images named im00001.jpg ... in {images_dir}. "
-                                f"Expected {LAYOUT.replace('DIR', str(root))}")
-    n = len(load_joints(mat))
-    match_report(n, image_paths, "LSPET", images_dir, digits=5)
+    mat, images_dir, image_paths = index_dataset(root, "LSPET", LAYOUT, digits=5)
     return lspet_records(mat, images_dir, split, image_paths=image_paths)

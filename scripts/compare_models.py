@@ -1,0 +1,85 @@
+"""Score several models on one validation split, side by side (the README's ablation table).
+
+    python scripts/compare_models.py runs/mssh-lite-lspet/final.keras=mssh-lite \\
+        runs/hg-lite-lspet/final.keras=hg-lite --dataset lspet \\
+        --manual-dir ../shared/data/real/lspet_axelcarlier --out docs/ablation.json
+
+Each model is scored by the same code as ``evaluate.py`` (or its ``report.json`` is reused) (the paper's columns: PCK@0.2 and
+strict PCP@0.5 for LSP-style sets). Prints a Markdown table, writes every report to JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def parse_model(spec: str) -> tuple[Path, str]:
+    """``PATH=LABEL`` (or just PATH, labelled by its run folder)."""
+    path, _, label = spec.partition("=")
+    path = Path(path)
+    return path, label or f"{path.parent.name}/{path.name}"
+
+
+def comparison_table(rows: list[tuple[str, dict]]) -> str:
+    """One Markdown table per metric (the paper's columns), one row per model."""
+    out = []
+    for title, table in rows[0][1]["tables"].items():
+        cols = list(table)
+        out += [f"| {title} | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+        out += [f"| {label} | " + " | ".join(f"{report['tables'][title][c]:.1f}"
+                                             for c in cols) + " |" for label, report in rows]
+        out.append("")
+    return "\n".join(out)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("models", nargs="+",
+                    help="PATH[=LABEL]: .keras or any exported model, or the report.json "
+                         "of an earlier evaluate.py run (reused, not re-scored)")
+    ap.add_argument("--dataset", default="lspet")
+    ap.add_argument("--split", help="default: the dataset's evaluation split")
+    ap.add_argument("--data-dir")
+    ap.add_argument("--manual-dir")
+    ap.add_argument("--limit", type=int, help="only the first N examples")
+    ap.add_argument("--out", type=Path, help="JSON with every report")
+    args = ap.parse_args(argv)
+
+    from mssh_keras.evaluation import jsonable
+    from mssh_keras.evaluator import evaluate_model
+
+    specs = [parse_model(m) for m in args.models]
+    missing = [str(p) for p, _ in specs if not p.exists()]
+    if missing:
+        print(f"error: model files not found: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    rows = []
+    for path, label in specs:
+        if path.suffix == ".json":  # an evaluate.py report: scored before, reused as is
+            rows.append((label, json.loads(path.read_text())))
+            continue
+        try:
+            report, _ = evaluate_model(path, args.dataset, args.split, args.data_dir,
+                                       args.manual_dir, args.limit)
+        except (FileNotFoundError, ValueError, OSError) as err:
+            print(f"error: {label}: {err}", file=sys.stderr)
+            return 2
+        rows.append((label, report))
+        print(f"{label}: {report['num_examples']} people scored", file=sys.stderr)
+    table = comparison_table(rows)
+    print(table)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(
+            {"dataset": args.dataset, "split": rows[0][1]["split"], "markdown": table,
+             "models": [{"label": label, "path": str(path), "report": jsonable(report)}
+                        for (path, label), (_, report) in zip(specs, rows)]}, indent=1))
+        print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

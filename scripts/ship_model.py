@@ -1,0 +1,246 @@
+"""Ship a trained run as the repository's model: weights, verified TFLite, model card.
+
+    python -m scripts.ship_model --run runs/mssh-lite-lspet --weights final.keras \\
+        --name mssh-lite-lspet --manual-dir ../shared/data/real/lspet_axelcarlier \\
+        --hardware "2-core CPU VM" --wall-minutes 95 --limits limits.md
+
+Writes ``models/NAME/``: ``model.keras``, ``model.tflite`` (+ metadata and verification
+sidecars, verified on real validation crops), ``card.json`` (everything measured here:
+full-split metrics of the TFLite file, the regression-check number on a fixed subset for
+both files, the run's history and command) and ``MODEL_CARD.md`` rendered from it. Nothing
+in the card is typed by hand except the hardware line, the wall time and the limits text.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+REGRESSION_PEOPLE = 100  # the first N validation people, for tests/test_shipped_model.py
+
+# train.py options worth spelling out in the reproduce command (others are defaults).
+_FLAGS = {"preset": "--preset", "dataset": "--dataset", "epochs": "--epochs",
+          "batch_size": "--batch-size", "learning_rate": "--lr", "lr_drops": "--lr-drops",
+          "input_size": "--input-size", "steps_per_epoch": "--steps-per-epoch",
+          "val_examples": "--val-examples", "fusion": "--fusion", "block": "--block",
+          "seed": "--seed"}
+
+
+def train_command(options: dict, epochs: int, manual_dir: str) -> str:
+    """The train.py command line that reproduces the run (resumes merged into one run)."""
+    parts = ["python train.py"]
+    for key, flag in _FLAGS.items():
+        value = epochs if key == "epochs" else options.get(key)
+        if value is None or value == [] or (key, value) in (("seed", 0), ("val_examples", 256)):
+            continue
+        if isinstance(value, list):
+            value = ",".join(str(v) for v in value)
+        parts.append(f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}")
+    if options.get("adaptive") is not None:
+        parts.append("--adaptive" if options["adaptive"] else "--no-adaptive")
+    if options.get("lateral"):
+        parts.append("--lateral")
+    if options.get("augment") is False:
+        parts.append("--no-augment")
+    parts.append(f"--manual-dir {manual_dir}")
+    parts.append(f"--output-dir runs/{Path(options['output_dir']).name}")
+    return " ".join(parts)
+
+
+def read_history(run: Path) -> list[dict]:
+    with (run / "history.csv").open() as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def network_summary(network) -> dict:
+    from mssh_keras.export import prepare_model
+    from mssh_keras.model import count_flops
+
+    return {"parameters": int(network.count_params()),
+            "gflops": round(count_flops(prepare_model(network)) / 1e9, 3)}
+
+
+def add_thresholds(out: Path, network, thresholds: dict, preset: str, skeleton: str) -> None:
+    """Put the calibrated confidence thresholds into both files' metadata: the TFLite
+    sidecar and embedded copy, and a ``model.keras.json`` sidecar for the Keras file."""
+    from mssh_keras.export import embed_tflite_metadata, network_metadata, prepare_model
+
+    side = out / "model.tflite.json"
+    meta = {**json.loads(side.read_text()), "thresholds": thresholds}
+    side.write_text(json.dumps(meta, indent=1) + "\n")
+    tflite = out / "model.tflite"
+    tflite.write_bytes(embed_tflite_metadata(tflite.read_bytes(), meta))
+    keras_meta = network_metadata(out / "model.keras", network, prepare_model(network),
+                                  skeleton=skeleton, preset=preset)
+    (out / "model.keras.json").write_text(
+        json.dumps({**keras_meta, "thresholds": thresholds}, indent=1) + "\n")
+
+
+def render_card(card: dict, tables_md: str, limits_md: str) -> str:
+    """MODEL_CARD.md from card.json's facts."""
+    t, net, reg = card["trained"], card["network"], card["regression_check"]
+    ver = card["tflite_verification"]
+    rows = [
+        ("network", f"`{card['preset']}`: {card['description']} {net['parameters'] / 1e6:.3f} M "
+                    f"parameters, {net['gflops']} GFLOPs, {card['input_size']}x"
+                    f"{card['input_size']} RGB input"),
+        ("joints", f"{card['skeleton']} (person-centric left/right)"),
+        ("files", f"`model.keras` (functional network), `model.tflite` (fp32, "
+                  f"{ver['size_mb']} MB, max abs heatmap diff vs Keras {ver['max_abs_diff']:.1e}"
+                  f" on {ver['sample_source']}) + `model.tflite.json` (metadata)"),
+        ("data", f"train: {card['data']['train']}; validation: {card['data']['validation']}"),
+        ("training", f"{t['steps']} steps of batch {t['batch_size']} = {t['images_seen']:,} "
+                     f"images ({t['passes']:.1f} passes over the training split), "
+                     f"{t['schedule']}; shipped weights: `{t['weights']}` ({t['weights_note']})"),
+        ("confidence", f"joint and track thresholds {card['thresholds']['joint_threshold']:g} "
+                       f"(calibrated: {card['thresholds']['rule']}, J = "
+                       f"{card['thresholds']['youden_j']:.2f}); the demo uses them by default"),
+        ("hardware / time", f"{t['hardware']}; {t['wall_time_minutes']} min wall"),
+        ("command", f"`{card['command']}`"),
+    ]
+    table = "\n".join(f"| {k} | {v} |" for k, v in rows)
+    m = card["metrics"]["lspet_val"]
+    return f"""# {card['name']} — model card
+
+The default model of `evaluate.py`, `export.py` and the demo. Machine-readable twin:
+`card.json` (written by `scripts/ship_model.py`; the regression test reads its numbers).
+
+| | |
+|---|---|
+{table}
+
+## Metrics (LSPET validation split, {m['num_examples']} people, TFLite file, no flip test)
+
+`python evaluate.py --model models/{card['name']}/model.tflite --dataset lspet --manual-dir ../shared/data/real/lspet_axelcarlier`
+
+{tables_md}
+Regression check (`tests/test_shipped_model.py`): PCK@0.2 = {reg['PCK@0.2']:.2f} % on the first
+{reg['num_people']} validation people ({reg['first_ids'][0]} ...), TFLite and Keras alike
+(Keras: {reg['keras_PCK@0.2']:.2f} %).
+
+## Known limits — read before use
+
+{limits_md.strip()}
+"""
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", type=Path, required=True, help="train.py output folder")
+    ap.add_argument("--weights", default="final.keras", help="file in --run to ship")
+    ap.add_argument("--name", required=True, help="folder under models/")
+    ap.add_argument("--manual-dir", required=True, help="LSPET files (validation images)")
+    ap.add_argument("--data-dir", help="TFDS data directory")
+    ap.add_argument("--hardware", required=True)
+    ap.add_argument("--wall-minutes", type=float, required=True)
+    ap.add_argument("--limits", type=Path, required=True, help="Markdown: known limits")
+    ap.add_argument("--models-dir", type=Path, default=ROOT / "models")
+    args = ap.parse_args(argv)
+
+    run, weights = args.run, args.run / args.weights
+    for needed in (weights, run / "run_config.json", run / "history.csv", args.limits):
+        if not needed.exists():
+            print(f"error: {needed} not found", file=sys.stderr)
+            return 2
+
+    from mssh_keras.calibration import calibrate_thresholds
+    from mssh_keras.config import get_preset
+    from mssh_keras.data.lspet import read_lspet
+    from mssh_keras.evaluation import jsonable
+    from mssh_keras.evaluator import evaluate_model, predict_dataset, score
+    from mssh_keras.export import export, load_network
+    from mssh_keras.data.datasets import from_records
+    from mssh_keras.metrics import markdown_tables
+    from mssh_keras.runtime import PoseEstimator
+    from mssh_keras.skeleton import get_skeleton
+
+    config = json.loads((run / "run_config.json").read_text())
+    opts, history = config["options"], read_history(run)
+    latest = json.loads((run / "ckpt" / "latest.json").read_text())
+    epochs = int(latest["epoch"])
+    out = args.models_dir / args.name
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(weights, out / "model.keras")
+    network = load_network(out / "model.keras")
+    (tfl,) = export(network, ["tflite"], out, source=out / "model.keras", skeleton=config[
+        "skeleton"], preset=opts["preset"], representative="lspet", verify_samples=32,
+        data_dir=args.data_dir, manual_dir=args.manual_dir)
+
+    full, full_preds = evaluate_model(tfl.path, "lspet", "val", args.data_dir, args.manual_dir)
+    thresholds = calibrate_thresholds(full_preds, get_skeleton(config["skeleton"]))
+    add_thresholds(out, network, thresholds, opts["preset"], config["skeleton"])
+    records = read_lspet(args.manual_dir, "val")[:REGRESSION_PEOPLE]
+    subset = {}
+    for name in ("model.tflite", "model.keras"):
+        est = PoseEstimator(out / name)
+        preds = predict_dataset(est.heatmaps, from_records(records), est.skeleton,
+                                est.input_size)
+        subset[name] = score(preds, est.skeleton, "lsp")["tables"]["PCK@0.2"]["Total"]
+
+    steps_per_epoch, batch = opts["steps_per_epoch"], config["train"]["batch_size"]
+    train_people = len(read_lspet(args.manual_dir, "train"))
+    best_epoch = max(history, key=lambda h: h["val_pck"])["epoch"] + 1
+    if args.weights == "final.keras":
+        note = f"after the last epoch, {epochs}"
+    else:
+        note = f"best validation PCK on {opts['val_examples']} people, epoch {best_epoch:.0f}"
+    drops = config["train"]["lr_drops"]
+    card = {
+        "name": args.name,
+        "preset": opts["preset"],
+        "description": get_preset(opts["preset"]).description,
+        "model_config": config["model"],
+        "train_config": config["train"],
+        "network": network_summary(network),
+        "input_size": config["model"]["input_size"],
+        "skeleton": config["skeleton"],
+        "data": {
+            "train": f"LSPET images whose number is not divisible by 10: {train_people:,} people",
+            "validation": f"LSPET images whose number is divisible by 10: "
+                          f"{full['num_examples']} people",
+            "source": "../shared/data/real/lspet_axelcarlier (7,000 real images)",
+        },
+        "command": train_command(opts, epochs, "../shared/data/real/lspet_axelcarlier"),
+        "trained": {
+            "epochs_completed": epochs,
+            "steps": epochs * steps_per_epoch,
+            "batch_size": batch,
+            "images_seen": epochs * steps_per_epoch * batch,
+            "passes": epochs * steps_per_epoch * batch / train_people,
+            "schedule": f"RMSprop {config['train']['learning_rate']:g}"
+                        + (f", 10x drop after epoch(s) {', '.join(map(str, drops))}"
+                           if drops else "") + f", {steps_per_epoch} steps per epoch",
+            "weights": args.weights,
+            "weights_note": note,
+            "hardware": args.hardware,
+            "wall_time_minutes": args.wall_minutes,
+        },
+        "history": history,
+        "thresholds": thresholds,
+        "tflite_verification": {k: tfl.verification[k] for k in
+                                ("sample_source", "max_abs_diff", "size_mb", "passed")},
+        "metrics": {"lspet_val": {k: full[k] for k in
+                                  ("num_examples", "tables", "per_joint", "per_limb",
+                                   "joint_counts")}},
+        "regression_check": {
+            "split": "val", "num_people": len(records),
+            "first_ids": [r["image_id"] for r in records[:3]],
+            "PCK@0.2": subset["model.tflite"], "keras_PCK@0.2": subset["model.keras"],
+            "backend": "model.tflite (model.keras must agree within 0.5 pt)",
+        },
+    }
+    (out / "card.json").write_text(json.dumps(jsonable(card), indent=1) + "\n")
+    md = render_card(card, markdown_tables(full), args.limits.read_text())
+    (out / "MODEL_CARD.md").write_text(md)
+    print(md)
+    print(f"shipped {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""Tests of the maintenance scripts: ablation tables and model shipping (card + command)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from mssh_keras.metrics import lsp_report, markdown_tables
+from scripts.compare_models import comparison_table, parse_model
+from scripts.ship_model import render_card, train_command
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _report(shift: float) -> dict:
+    gt = np.tile(np.linspace(0, 130, 14)[None, :, None], (3, 1, 2)).astype(np.float64)
+    gt[..., 0] += np.arange(14) * 3.0  # a non-degenerate torso
+    return lsp_report(gt + shift, gt, np.ones((3, 14), bool))
+
+
+def test_comparison_table_one_row_per_model_per_metric():
+    table = comparison_table([("exact", _report(0.0)), ("far", _report(500.0))]).splitlines()
+    assert table[0] == "| PCK@0.2 | Head | Sho. | Elb. | Wri. | Hip | Knee | Ank. | Total |"
+    assert table[2].startswith("| exact | 100.0 |") and table[2].endswith("| 100.0 |")
+    assert table[3].startswith("| far | 0.0 |") and table[3].endswith("| 0.0 |")
+    assert table[5].startswith("| strict PCP@0.5 | Torso |")
+    assert len(table) == 9 and table[4] == ""
+
+
+def test_parse_model_labels():
+    assert parse_model("runs/a/final.keras=mssh") == (Path("runs/a/final.keras"), "mssh")
+    assert parse_model("runs/a/final.keras") == (Path("runs/a/final.keras"), "a/final.keras")
+
+
+def test_train_command_spells_out_non_default_options():
+    opts = {"preset": "mssh-lite", "dataset": "lspet", "epochs": 10, "batch_size": None,
+            "learning_rate": 0.001, "lr_drops": [10], "input_size": None,
+            "steps_per_epoch": 50, "val_examples": 256, "adaptive": False,
+            "fusion": "concat", "lateral": True, "block": None, "seed": 0, "augment": True,
+            "output_dir": "/somewhere/runs/abl"}
+    cmd = train_command(opts, 16, "DATA")
+    assert cmd == ("python train.py --preset mssh-lite --dataset lspet --epochs 16 --lr 0.001 "
+                   "--lr-drops 10 --steps-per-epoch 50 --fusion concat --no-adaptive "
+                   "--lateral --manual-dir DATA --output-dir runs/abl")
+
+
+def test_shipped_model_card_is_rendered_from_card_json():
+    """MODEL_CARD.md says exactly what card.json measured (nothing typed by hand)."""
+    folder = next((ROOT / "models").iterdir())
+    card = json.loads((folder / "card.json").read_text())
+    text = (folder / "MODEL_CARD.md").read_text()
+    limits = text.split("## Known limits — read before use\n", 1)[1]
+    expected = render_card(card, markdown_tables(card["metrics"]["lspet_val"]), limits)
+    assert text == expected
+    assert card["trained"]["steps"] == card["trained"]["epochs_completed"] * 50
+    assert f"--epochs {card['trained']['epochs_completed']}" in card["command"]

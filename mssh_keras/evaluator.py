@@ -54,7 +54,9 @@ def score(preds: dict, skeleton: Skeleton, protocol: str) -> dict:
             raise ValueError("PCKh needs MPII head sizes; this split has none")
         # The official protocol counts every annotated joint (visible or not).
         return mpii_report(preds["pred"], preds["gt"], annotated, preds["head_size"], skeleton)
-    return lsp_report(preds["pred"], preds["gt"], annotated, skeleton)
+    report = lsp_report(preds["pred"], preds["gt"], annotated, skeleton)
+    report["per_example"]["image_id"] = list(preds["image_id"])
+    return report
 
 
 def evaluate_model(model, dataset: str, split: str | None = None, data_dir: str | None = None,

@@ -292,7 +292,26 @@ def lsp_report(pred, gt, valid, skeleton: Skeleton | None = None,
         "per_joint": {pck_name: _joint_dict(per_joint, sk)},
         "per_limb": {pcp_name: per_limb},
         "joint_counts": {n: int(c) for n, c in zip(sk.joints, counted.sum(0))},
+        # Per person (input order): joints within PCK and joints counted, so two models
+        # scored on the same people can be compared with a paired bootstrap.
+        "per_example": {f"{pck_name} hits": hits.sum(1).tolist(),
+                        f"{pck_name} counted": counted.sum(1).tolist()},
     }
+
+
+def paired_bootstrap(hits_a, counted_a, hits_b, counted_b, samples: int = 2000,
+                     seed: int = 0) -> tuple[float, float, float]:
+    """Pooled-PCK difference A - B in points, with a 95 % interval from resampling the
+    people (the same draw for both models: the comparison is paired). Per-person hit and
+    counted-joint totals in, as ``lsp_report``'s ``per_example`` holds them."""
+    ha, ca, hb, cb = (np.asarray(v, np.float64) for v in (hits_a, counted_a, hits_b, counted_b))
+    if not ha.shape == ca.shape == hb.shape == cb.shape or ha.ndim != 1:
+        raise ValueError("paired_bootstrap needs per-person totals of the same people")
+    point = 100.0 * (ha.sum() / ca.sum() - hb.sum() / cb.sum())
+    idx = np.random.default_rng(seed).integers(0, len(ha), (samples, len(ha)))
+    diffs = 100.0 * (ha[idx].sum(1) / ca[idx].sum(1) - hb[idx].sum(1) / cb[idx].sum(1))
+    lo, hi = np.percentile(diffs, [2.5, 97.5])
+    return float(point), float(lo), float(hi)
 
 
 def mpii_report(pred, gt, visible, head_sizes, skeleton: Skeleton = MPII16,

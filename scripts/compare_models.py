@@ -34,6 +34,31 @@ def comparison_table(rows: list[tuple[str, dict]]) -> str:
     return "\n".join(out)
 
 
+def difference_table(rows: list[tuple[str, dict]], baseline: str, metric: str = "PCK@0.2",
+                     samples: int = 2000) -> str:
+    """Markdown: each model's pooled ``metric`` minus the baseline's, with a 95 % paired
+    bootstrap interval over the people (both scored on the same people, same order)."""
+    from mssh_keras.metrics import paired_bootstrap
+
+    reports = dict(rows)
+    if baseline not in reports:
+        raise ValueError(f"--baseline {baseline!r} is not one of the labels {list(reports)}")
+    base = reports[baseline]["per_example"]
+    out = [f"| vs {baseline} | difference in {metric} Total (points) | 95 % interval |",
+           "|---|---|---|"]
+    for label, report in rows:
+        if label == baseline:
+            continue
+        ex = report["per_example"]
+        if ex["image_id"] != base["image_id"]:
+            raise ValueError(f"{label} and {baseline} were scored on different people")
+        d, lo, hi = paired_bootstrap(ex[f"{metric} hits"], ex[f"{metric} counted"],
+                                     base[f"{metric} hits"], base[f"{metric} counted"],
+                                     samples)
+        out.append(f"| {label} | {d:+.1f} | [{lo:+.1f}, {hi:+.1f}] |")
+    return "\n".join(out) + "\n"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -46,6 +71,8 @@ def main(argv=None) -> int:
     ap.add_argument("--manual-dir")
     ap.add_argument("--limit", type=int, help="only the first N examples")
     ap.add_argument("--out", type=Path, help="JSON with every report")
+    ap.add_argument("--baseline", help="label to compare every model with (paired "
+                                       "bootstrap interval of the PCK@0.2 difference)")
     args = ap.parse_args(argv)
 
     from mssh_keras.evaluation import jsonable
@@ -70,6 +97,12 @@ def main(argv=None) -> int:
         rows.append((label, report))
         print(f"{label}: {report['num_examples']} people scored", file=sys.stderr)
     table = comparison_table(rows)
+    if args.baseline:
+        try:
+            table += "\n" + difference_table(rows, args.baseline)
+        except (ValueError, KeyError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
     print(table)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

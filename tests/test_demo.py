@@ -74,6 +74,19 @@ def moving_figure(n: int = N_FRAMES, step: float = STEP_PX, x0: int = 20):
     return frames, joints, conf
 
 
+def photo_slide(photo: str, n: int = N_FRAMES) -> tuple[list[np.ndarray], np.ndarray, dict]:
+    """A real LSPET validation photo sliding across a wider grey canvas: frames, the
+    moved joints and the photo's record."""
+    from mssh_keras.data.lspet import read_lspet
+
+    (record,) = [r for r in read_lspet(LSPET, "val") if r["image_id"] == photo]
+    image = cv2.imread(str(record["path"]))
+    assert image is not None, record["path"]
+    h, w = image.shape[:2]
+    frames, joints = slide(image, record["joints"], (w + n * STEP_PX + 40, h), n, STEP_PX)
+    return frames, joints, record
+
+
 def write_video(path: Path, frames: list[np.ndarray], fps: float = FPS) -> Path:
     h, w = frames[0].shape[:2]
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
@@ -433,6 +446,35 @@ def test_app_reports_missing_gui(tmp_path, monkeypatch, capsys):
     assert rc == 2 and "opencv-python" in err and "--headless" in err
 
 
+def test_window_keys_toggle_smoothing_save_a_snapshot_and_quit(tmp_path, monkeypatch, capsys):
+    """The window path with OpenCV's window calls replaced by a scripted user (this
+    headless OpenCV has no GUI): frames are shown, 's' turns smoothing off, 'p' saves the
+    shown frame, 'q' quits; --record writes what was shown."""
+    keys = iter([-1, -1, ord("s"), ord("p"), ord("q")])
+    shown: list[np.ndarray] = []
+    monkeypatch.setattr(app, "gui_problem", lambda: None)
+    monkeypatch.setattr(cv2, "imshow", lambda name, img: shown.append(img.copy()))
+    monkeypatch.setattr(cv2, "waitKey", lambda delay: next(keys))
+    monkeypatch.setattr(cv2, "getWindowProperty", lambda name, prop: 1.0)
+    monkeypatch.setattr(cv2, "destroyAllWindows", lambda: None)
+    frames, _, _ = photo_slide(FOLLOW_PHOTOS[0], n=8)  # tracked in crops from frame 1
+    video = write_video(tmp_path / "clip.avi", frames)
+    out, snaps = tmp_path / "rec.mp4", tmp_path / "snaps"
+    rc, stdout, err = _run_app(["--record", "--source", str(video), "--output", str(out),
+                                "--snapshot-dir", str(snaps)], capsys)
+    assert rc == 0, err
+    assert len(shown) == 5                                  # quit after the 5th frame
+    (snap,) = snaps.glob("snapshot-*.png")
+    assert str(snap) in stdout
+    assert np.abs(cv2.imread(str(snap)).astype(int) - shown[3]).max() <= 1  # frame 4
+    doc, written = _load_run(out)
+    assert doc["stats"]["frames"] == 5 and count_video_frames(written) == 5
+    kp = [(np.array(f["keypoints"]), np.array(f["raw_keypoints"])) for f in doc["frames"]]
+    assert all(f["tracking"] for f in doc["frames"])
+    assert not np.allclose(*kp[2])                          # smoothed before 's'
+    assert all(np.array_equal(a, b) for a, b in kp[3:])     # raw after it
+
+
 def test_app_reports_bad_sources_without_traceback(tiny_model, tmp_path, capsys):
     rc, _, err = _run_app(["--headless", "--model", str(tiny_model), "--source", "99"], capsys)
     assert rc == 2 and "cannot open camera 99" in err and "Traceback" not in err
@@ -543,14 +585,7 @@ def test_shipped_model_follows_the_moving_synthetic_figure(tmp_path, capsys):
 @pytest.mark.parametrize("photo", FOLLOW_PHOTOS)
 def test_shipped_model_follows_a_real_person_across_the_frame(photo, tmp_path, capsys):
     """A real LSPET validation photo slid across a wider canvas, 24 frames."""
-    from mssh_keras.data.lspet import read_lspet
-
-    (record,) = [r for r in read_lspet(LSPET, "val") if r["image_id"] == photo]
-    image = cv2.imread(str(record["path"]))
-    assert image is not None, record["path"]
-    h, w = image.shape[:2]
-    frames, joints = slide(image, record["joints"], (w + N_FRAMES * STEP_PX + 40, h),
-                           N_FRAMES, STEP_PX)
+    frames, joints, record = photo_slide(photo)
     doc = _follow(frames, tmp_path, capsys)
     visible = record["flags"] > 0
     size = np.ptp(record["joints"][visible], axis=0).max()  # some athletes lie flat

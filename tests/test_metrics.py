@@ -209,3 +209,19 @@ def test_tompson_predictions_match_reference_implementation(mpii_eval):
           + M.format_table(rep))
     # Sanity only (literature: about 82-83 % mean PCKh@0.5); the equality above is the test.
     assert 70.0 < rep["tables"]["PCKh@0.5"]["Mean"] < 90.0
+
+
+def test_paired_bootstrap_difference_and_interval():
+    rng = np.random.default_rng(0)
+    counted = np.full(400, 14)
+    hits_b = rng.binomial(14, 0.2, 400)
+    assert M.paired_bootstrap(hits_b, counted, hits_b, counted) == (0.0, 0.0, 0.0)
+    d, lo, hi = M.paired_bootstrap(counted, counted, np.zeros(400), counted)
+    assert (d, lo, hi) == (100.0, 100.0, 100.0)
+    # B plus one extra hit on every 4th person: +1/56 of the joints, a paired effect whose
+    # interval is far narrower than the spread of either model's own PCK.
+    hits_a = hits_b + (np.arange(400) % 4 == 0)
+    d, lo, hi = M.paired_bootstrap(hits_a, counted, hits_b, counted)
+    assert d == pytest.approx(100 / 56) and 0 < lo < d < hi < 2 * d
+    with pytest.raises(ValueError, match="same people"):
+        M.paired_bootstrap(hits_a[:10], counted[:10], hits_b, counted)

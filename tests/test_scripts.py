@@ -5,9 +5,10 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from mssh_keras.metrics import lsp_report, markdown_tables
-from scripts.compare_models import comparison_table, parse_model
+from scripts.compare_models import comparison_table, difference_table, parse_model
 from scripts.ship_model import render_card, train_command
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,6 +27,20 @@ def test_comparison_table_one_row_per_model_per_metric():
     assert table[3].startswith("| far | 0.0 |") and table[3].endswith("| 0.0 |")
     assert table[5].startswith("| strict PCP@0.5 | Torso |")
     assert len(table) == 9 and table[4] == ""
+
+
+def test_difference_table_pairs_the_same_people():
+    exact, far = _report(0.0), _report(500.0)
+    for r in (exact, far):
+        r["per_example"]["image_id"] = ["a", "b", "c"]
+    table = difference_table([("exact", exact), ("far", far)], baseline="far").splitlines()
+    assert table[0].startswith("| vs far |")
+    assert table[2] == "| exact | +100.0 | [+100.0, +100.0] |"
+    far["per_example"]["image_id"] = ["a", "b", "d"]
+    with pytest.raises(ValueError, match="different people"):
+        difference_table([("exact", exact), ("far", far)], baseline="far")
+    with pytest.raises(ValueError, match="not one of the labels"):
+        difference_table([("exact", exact)], baseline="nope")
 
 
 def test_parse_model_labels():

@@ -150,11 +150,11 @@ def main(argv=None) -> int:
 
     from mssh_keras.calibration import calibrate_thresholds
     from mssh_keras.config import get_preset
+    from mssh_keras.data.datasets import from_records
     from mssh_keras.data.lspet import read_lspet
     from mssh_keras.evaluation import jsonable
     from mssh_keras.evaluator import evaluate_model, predict_dataset, score
     from mssh_keras.export import export, load_network
-    from mssh_keras.data.datasets import from_records
     from mssh_keras.metrics import markdown_tables
     from mssh_keras.runtime import PoseEstimator
     from mssh_keras.skeleton import get_skeleton

@@ -20,16 +20,24 @@ from .sources import _quiet_opencv
 _CODECS = ((".mp4", "mp4v"), (".avi", "MJPG"))
 
 
+def letterbox_placement(image_wh: tuple[int, int], size: tuple[int, int]
+                        ) -> tuple[int, int, int, int]:
+    """(x0, y0, width, height) of an image of ``image_wh`` scaled to fit ``size`` (w, h)
+    keeping its aspect ratio, centred."""
+    (iw, ih), (w, h) = image_wh, size
+    k = min(w / iw, h / ih)
+    nw, nh = max(1, int(round(iw * k))), max(1, int(round(ih * k)))
+    return (w - nw) // 2, (h - nh) // 2, nw, nh
+
+
 def letterbox_into(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Resize keeping the aspect ratio and pad with black to exactly (width, height)."""
     w, h = size
     ih, iw = image.shape[:2]
     if (iw, ih) == (w, h):
         return image
-    k = min(w / iw, h / ih)
-    nw, nh = max(1, int(round(iw * k))), max(1, int(round(ih * k)))
+    x0, y0, nw, nh = letterbox_placement((iw, ih), size)
     out = np.zeros((h, w, 3), np.uint8)
-    x0, y0 = (w - nw) // 2, (h - nh) // 2
     out[y0:y0 + nh, x0:x0 + nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA)
     return out
 

@@ -87,3 +87,14 @@ def evaluate_model(model, dataset: str, split: str | None = None, data_dir: str 
     report = score(preds, est.skeleton, "mpii" if skeleton_name == "mpii16" else "lsp")
     report.update(model=str(model), dataset=dataset, split=split, flip_test=flip_test)
     return report, preds
+
+
+def score_records(model, records: list[dict]) -> dict:
+    """LSP-protocol report of ``model`` (a path or a PoseEstimator) on in-memory records,
+    e.g. a fixed subset from a dataset reader: the shipped model's regression check."""
+    from .data.datasets import from_records
+    from .runtime import PoseEstimator
+
+    est = model if isinstance(model, PoseEstimator) else PoseEstimator(model)
+    preds = predict_dataset(est.heatmaps, from_records(records), est.skeleton, est.input_size)
+    return score(preds, est.skeleton, "lsp")

@@ -81,11 +81,10 @@ def main(argv=None) -> int:
 
 
 def _unletterbox(frame: np.ndarray, photo_hw: tuple[int, int]) -> np.ndarray:
-    """The part of ``frame`` holding a photo of size ``photo_hw`` scaled to fit, centred."""
-    fh, fw = frame.shape[:2]
-    s = min(fw / photo_hw[1], fh / photo_hw[0])
-    w, h = round(photo_hw[1] * s), round(photo_hw[0] * s)
-    x, y = (fw - w) // 2, (fh - h) // 2
+    """The part of ``frame`` holding a photo of size ``photo_hw``, as the recorder placed it."""
+    from demo.recorder import letterbox_placement
+
+    x, y, w, h = letterbox_placement((photo_hw[1], photo_hw[0]), frame.shape[1::-1])
     return frame[y:y + h, x:x + w]
 
 

@@ -150,13 +150,11 @@ def main(argv=None) -> int:
 
     from mssh_keras.calibration import calibrate_thresholds
     from mssh_keras.config import get_preset
-    from mssh_keras.data.datasets import from_records
     from mssh_keras.data.lspet import read_lspet
     from mssh_keras.evaluation import jsonable
-    from mssh_keras.evaluator import evaluate_model, predict_dataset, score
+    from mssh_keras.evaluator import evaluate_model, score_records
     from mssh_keras.export import export, load_network
     from mssh_keras.metrics import markdown_tables
-    from mssh_keras.runtime import PoseEstimator
     from mssh_keras.skeleton import get_skeleton
 
     config = json.loads((run / "run_config.json").read_text())
@@ -175,12 +173,8 @@ def main(argv=None) -> int:
     thresholds = calibrate_thresholds(full_preds, get_skeleton(config["skeleton"]))
     add_thresholds(out, network, thresholds, opts["preset"], config["skeleton"])
     records = read_lspet(args.manual_dir, "val")[:REGRESSION_PEOPLE]
-    subset = {}
-    for name in ("model.tflite", "model.keras"):
-        est = PoseEstimator(out / name)
-        preds = predict_dataset(est.heatmaps, from_records(records), est.skeleton,
-                                est.input_size)
-        subset[name] = score(preds, est.skeleton, "lsp")["tables"]["PCK@0.2"]["Total"]
+    subset = {name: score_records(out / name, records)["tables"]["PCK@0.2"]["Total"]
+              for name in ("model.tflite", "model.keras")}
 
     steps_per_epoch, batch = opts["steps_per_epoch"], config["train"]["batch_size"]
     train_people = len(read_lspet(args.manual_dir, "train"))

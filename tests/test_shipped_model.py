@@ -11,10 +11,8 @@ from pathlib import Path
 import pytest
 
 from mssh_keras import SHIPPED_MODEL_DIR
-from mssh_keras.data.datasets import from_records
 from mssh_keras.data.lspet import read_lspet
-from mssh_keras.evaluator import predict_dataset, score
-from mssh_keras.runtime import PoseEstimator
+from mssh_keras.evaluator import score_records
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_DIR = SHIPPED_MODEL_DIR
@@ -32,9 +30,7 @@ def subset():
 
 @pytest.mark.parametrize("filename", ["model.tflite", "model.keras"])
 def test_shipped_model_pck_matches_the_card(subset, filename):
-    est = PoseEstimator(MODEL_DIR / filename)
-    preds = predict_dataset(est.heatmaps, from_records(subset), est.skeleton, est.input_size)
-    report = score(preds, est.skeleton, "lsp")
+    report = score_records(MODEL_DIR / filename, subset)
     expected = CARD["regression_check"]["PCK@0.2"]
     got = report["tables"]["PCK@0.2"]["Total"]
     # Same weights, same crops: only float rounding between backends may differ (<0.5 pt).

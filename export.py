@@ -1,6 +1,6 @@
 """Export a trained pose network to SavedModel, TFLite and/or ONNX, then verify each file.
 
-    python export.py --format all                      # the shipped model, every format
+    python export.py --format all                      # the shipped model -> exports/hg-lite-lspet/
     python export.py --model runs/x/best.keras --format tflite --quantize all
     python export.py --model best.keras --format onnx --stack 2     # early exit at stack 2
     python export.py --preset mssh-lite --format tflite              # UNTRAINED, for testing
@@ -8,6 +8,10 @@
 Each file gets ``<file>.json`` (joints, skeleton, input size, stride, normalisation...) and
 ``<file>.verify.json`` (its outputs in its own runtime vs Keras). Exit status: 0 all files
 verified, 1 a file failed verification (it is kept; see its .verify.json), 2 bad input.
+
+Files go to ``exports/<model's folder name>/`` (``exports/<preset>/`` for --preset) unless
+--output-dir says otherwise. Never into ``models/``: a shipped model's files and their
+calibrated metadata are written only by ``scripts/ship_model.py``.
 """
 from __future__ import annotations
 
@@ -17,9 +21,12 @@ import sys
 from pathlib import Path
 
 from mssh_keras import SHIPPED_MODEL_DIR
+from mssh_keras.cli import positive_int
 
 ROOT = Path(__file__).resolve().parent
 SHIPPED_MODEL = SHIPPED_MODEL_DIR / "model.keras"
+MODELS_DIR = SHIPPED_MODEL_DIR.parent  # shipped models: scripts/ship_model.py writes here
+EXPORTS_DIR = ROOT / "exports"         # the default destination (git-ignored)
 FORMATS = ("savedmodel", "tflite", "onnx")
 QUANTIZATIONS = ("fp32", "fp16", "dynamic", "int8")
 
@@ -58,19 +65,20 @@ def parse_args(argv=None) -> argparse.Namespace:
                                       "latency tests only: its keypoints are noise)")
     ap.add_argument("--quantize", type=_list(QUANTIZATIONS), default=["fp32"],
                     help="TFLite: fp32, fp16, dynamic, int8, a comma list or all (default fp32)")
-    ap.add_argument("--stack", type=int, help="early exit: heatmaps of this stack (1-based; "
-                                              "default the last)")
-    ap.add_argument("--batch-size", type=int, default=1, help="fixed batch (default 1)")
-    ap.add_argument("--input-size", type=int, help="input side in px (default the model's)")
-    ap.add_argument("--output-dir", help="default: the model's folder (runs/export/<preset> for "
-                                         "--preset)")
+    ap.add_argument("--stack", type=positive_int, help="early exit: heatmaps of this stack "
+                                                       "(1-based; default the last)")
+    ap.add_argument("--batch-size", type=positive_int, default=1, help="fixed batch (default 1)")
+    ap.add_argument("--input-size", type=positive_int,
+                    help="input side in px (default the model's)")
+    ap.add_argument("--output-dir", help="default: exports/<the model's folder name> "
+                                         "(exports/<preset> for --preset); never models/")
     ap.add_argument("--name", help="base file name (default: the model file's stem)")
     ap.add_argument("--skeleton", help="joint set, if run_config.json cannot tell (lsp14, mpii16)")
     ap.add_argument("--representative", default="synthetic",
                     help="crops for int8 calibration and verification: synthetic (default, "
                          "offline) or a dataset name (lsp, lspet, mpii, lsp+lspet)")
-    ap.add_argument("--calibration-samples", type=int, default=100)
-    ap.add_argument("--verify-samples", type=int, default=32)
+    ap.add_argument("--calibration-samples", type=positive_int, default=100)
+    ap.add_argument("--verify-samples", type=positive_int, default=32)
     ap.add_argument("--max-moved", type=_limit, action="append", default=[],
                     metavar="QUANT=SHARE", help="override a quantized file's limit on the "
                     "share of joints moving > 1 heatmap px (e.g. int8=0.25)")
@@ -78,14 +86,36 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="report verification failures but exit 0")
     ap.add_argument("--data-dir", help="TFDS data dir, for --representative <dataset>")
     ap.add_argument("--manual-dir", help="official dataset files, for --representative <dataset>")
-    ap.add_argument("--threads", type=int, default=2, help="runtime threads for verification")
+    ap.add_argument("--threads", type=positive_int, default=2,
+                    help="runtime threads for verification")
     return ap.parse_args(argv)
+
+
+def output_dir(args: argparse.Namespace, model: Path | None) -> Path:
+    """Where the files go: --output-dir, else exports/<model's folder> (or <preset>)."""
+    if args.output_dir:
+        return Path(args.output_dir)
+    return EXPORTS_DIR / (args.preset if args.preset else model.resolve().parent.name)
+
+
+def check_destination(out: Path) -> None:
+    """Refuse models/ (shipped models) and unwritable folders before any conversion."""
+    from mssh_keras.paths import OutputDirError, writable_dir
+
+    target = Path(os.path.abspath(out))
+    if target == MODELS_DIR or MODELS_DIR in target.parents:
+        raise OutputDirError(f"--output-dir {out} is inside {MODELS_DIR.relative_to(ROOT)}/, "
+                             f"which holds shipped models and their calibrated metadata and "
+                             f"is written only by scripts/ship_model.py: choose another "
+                             f"--output-dir")
+    writable_dir(out, "output folder", "--output-dir")
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from mssh_keras import export as ex
+    from mssh_keras.paths import OutputDirError
 
     try:
         if args.preset:
@@ -96,9 +126,10 @@ def main(argv=None) -> int:
             print(f"WARNING: exporting an UNTRAINED {args.preset} network (random weights): "
                   f"its keypoints are meaningless and quantized files will likely fail "
                   f"verification. Use --model for a trained one.", file=sys.stderr)
+            out = output_dir(args, None)
+            check_destination(out)
             network = build_network(preset.model, name=args.preset.replace("-", "_"))
             source, name = None, args.name or args.preset
-            out = Path(args.output_dir or ROOT / "runs" / "export" / args.preset)
         else:
             model = Path(args.model) if args.model else SHIPPED_MODEL
             if not model.exists():
@@ -107,10 +138,11 @@ def main(argv=None) -> int:
                 print(f"error: model {model} not found{hint}; pass --model PATH.keras, or "
                       f"--preset NAME to export an untrained network", file=sys.stderr)
                 return 2
+            out = output_dir(args, model)
+            check_destination(out)
             network = ex.load_network(model)
             source = model
             name = args.name or model.name.removesuffix(".keras").removesuffix(".weights.h5")
-            out = Path(args.output_dir) if args.output_dir else model.parent
         limits = dict(ex.MOVED_LIMITS, **dict(args.max_moved))
         results = ex.export(
             network, args.format, out, source=source, quantizations=args.quantize,
@@ -120,7 +152,7 @@ def main(argv=None) -> int:
             calibration_samples=args.calibration_samples, verify_samples=args.verify_samples,
             data_dir=args.data_dir, manual_dir=args.manual_dir, num_threads=args.threads,
             limits=limits, check=False)
-    except ex.ExportError as e:
+    except (ex.ExportError, OutputDirError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     failed = [r for r in results if not r.verification["passed"]]

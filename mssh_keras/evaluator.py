@@ -8,6 +8,7 @@ original annotations: PCK@0.2 + strict PCP@0.5 for LSP-14 sets, PCKh@0.5 for MPI
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import numpy as np
@@ -16,6 +17,7 @@ import tensorflow as tf
 from .data.pipeline import eval_pipeline
 from .decode import decode_heatmaps, flip_back, heatmap_coords_to_image
 from .metrics import lsp_report, mpii_report
+from .person_search import lean_angle
 from .skeleton import Skeleton
 
 HeatmapFn = Callable[[np.ndarray], np.ndarray]
@@ -46,6 +48,60 @@ def predict_dataset(heatmap_fn: HeatmapFn, examples: tf.data.Dataset, skeleton: 
     return {k: (v if k == "image_id" else np.concatenate(v)) for k, v in out.items()}
 
 
+# How the person is cropped at evaluation: the dataset's box in one batched pass (the
+# literature's protocol), that box then turned upright (person_search), or the whole image
+# with no ground truth at all (the coarse-to-fine search of PoseEstimator.predict).
+PROTOCOLS = ("gt-box", "gt-box-upright", "whole-image")
+
+
+def gt_box(center, scale, padding: float) -> tuple[float, float, float, float]:
+    """The body box whose padded square (geometry.box_to_center_scale) is the dataset's
+    crop of ``center`` / ``scale``: the same crop the batched gt-box protocol takes."""
+    cx, cy = (float(v) for v in center)
+    h = float(scale) / padding / 2.0
+    return (cx - h, cy - h, cx + h, cy + h)
+
+
+def predict_images(estimator, examples: tf.data.Dataset, protocol: str,
+                   flip_test: bool = False, search=None) -> dict:
+    """Per-image predictions through ``PoseEstimator.predict`` for ``protocol``
+    "gt-box-upright" (the dataset's box, then crops turned upright) or "whole-image"
+    (``predict(image)``: the ground truth is used for scoring only). ``search``: a
+    ``person_search.SearchConfig`` or None (predict's default). Same keys as
+    ``predict_dataset``, plus ``model_calls`` and ``rotation`` per person."""
+    if protocol not in ("gt-box-upright", "whole-image"):
+        raise ValueError(f"predict_images runs gt-box-upright or whole-image, got {protocol!r}")
+    out = {k: [] for k in ("pred", "conf", "gt", "flags", "image_id", "head_size",
+                           "model_calls", "rotation")}
+    for ex in examples.as_numpy_iterator():
+        if protocol == "whole-image":
+            pose = estimator.predict(ex["image"], None, flip_test, search=search)
+        else:
+            box = gt_box(ex["center"], ex["scale"], estimator.box_padding)
+            pose = estimator.predict(ex["image"], box, flip_test, upright=True, search=search)
+        out["pred"].append(pose.keypoints.astype(np.float64))
+        out["conf"].append(pose.confidence)
+        out["gt"].append(ex["joints"])
+        out["flags"].append(ex["flags"])
+        iid = ex["image_id"]
+        out["image_id"].append(iid.decode() if isinstance(iid, bytes) else str(iid))
+        out["head_size"].append(ex.get("head_size", np.nan))
+        out["model_calls"].append(pose.model_calls)
+        out["rotation"].append(pose.rotation)
+    if not out["pred"]:
+        raise ValueError("the evaluation split is empty")
+    return {k: (v if k == "image_id" else np.stack(v)) for k, v in out.items()}
+
+
+def subset_pck(report: dict, mask, metric: str = "PCK@0.2") -> float:
+    """Pooled ``metric`` over the people where ``mask`` is true (``per_example`` order)."""
+    ex = report["per_example"]
+    m = np.asarray(mask, bool)
+    counted = np.asarray(ex[f"{metric} counted"], np.float64)[m].sum()
+    return float(100.0 * np.asarray(ex[f"{metric} hits"], np.float64)[m].sum() / counted
+                 ) if counted else float("nan")
+
+
 def score(preds: dict, skeleton: Skeleton, protocol: str) -> dict:
     """Metric report for ``protocol`` 'lsp' (PCK@0.2, strict PCP@0.5) or 'mpii' (PCKh)."""
     annotated = preds["flags"] > 0
@@ -61,16 +117,26 @@ def score(preds: dict, skeleton: Skeleton, protocol: str) -> dict:
 
 def evaluate_model(model, dataset: str, split: str | None = None, data_dir: str | None = None,
                    manual_dir: str | None = None, limit: int | None = None,
-                   flip_test: bool = False, batch_size: int = 16) -> tuple[dict, dict]:
+                   flip_test: bool = False, batch_size: int = 16,
+                   trust_saved_model: bool = False, protocol: str = "gt-box",
+                   search=None) -> tuple[dict, dict]:
     """(report, predictions) of ``model`` (a path or a PoseEstimator) on a dataset split.
 
     One place for what evaluate.py, model shipping and ablation tables all do, so their
-    numbers are computed the same way. Raises ValueError for a skeleton/dataset mismatch.
+    numbers are computed the same way. Raises ValueError for a skeleton/dataset mismatch,
+    ModelLoadError for a model file that cannot be used (``trust_saved_model``: see
+    PoseEstimator). ``protocol`` is one of PROTOCOLS (``search``, a
+    person_search.SearchConfig, applies to the two per-image ones); the report's
+    ``inference`` names it with the mean model calls per person, and for LSP skeletons
+    ``per_example`` also holds each person's ground-truth torso lean (degrees,
+    person_search.lean_angle) and model calls, for scoring subsets (``subset_pck``).
     """
     from .data import datasets
+    from .paths import portable_path
     from .runtime import PoseEstimator
 
-    est = model if isinstance(model, PoseEstimator) else PoseEstimator(model)
+    est = model if isinstance(model, PoseEstimator) else PoseEstimator(
+        model, trust_saved_model=trust_saved_model)
     split = split or datasets.EVAL_SPLIT.get(dataset, "val")
     skeleton_name = datasets.DATASET_SKELETON.get(dataset)
     if skeleton_name is None:
@@ -78,14 +144,28 @@ def evaluate_model(model, dataset: str, split: str | None = None, data_dir: str 
     if skeleton_name != est.skeleton.name:
         raise ValueError(f"{model} predicts {est.skeleton.name} joints but {dataset} is "
                          f"annotated with {skeleton_name}")
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; choose one of {PROTOCOLS}")
     examples = datasets.load(dataset, split, data_dir, manual_dir, size=est.input_size,
                              num=limit)
     if limit:
         examples = examples.take(limit)
-    preds = predict_dataset(est.heatmaps, examples, est.skeleton, est.input_size, flip_test,
-                            batch_size)
+    if protocol == "gt-box":
+        preds = predict_dataset(est.heatmaps, examples, est.skeleton, est.input_size,
+                                flip_test, batch_size)
+        preds["model_calls"] = np.ones(len(preds["pred"]), np.int64)
+    else:
+        preds = predict_images(est, examples, protocol, flip_test, search)
     report = score(preds, est.skeleton, "mpii" if skeleton_name == "mpii16" else "lsp")
-    report.update(model=str(model), dataset=dataset, split=split, flip_test=flip_test)
+    report.update(model=portable_path(est.path), dataset=dataset, split=split,
+                  flip_test=flip_test)
+    report["inference"] = {"protocol": protocol,
+                           "mean_model_calls": float(np.mean(preds["model_calls"])),
+                           "search": None if search is None else dataclasses.asdict(search)}
+    if "per_example" in report:
+        report["per_example"]["lean_deg"] = [
+            lean_angle(g, f > 0, est.skeleton) for g, f in zip(preds["gt"], preds["flags"])]
+        report["per_example"]["model_calls"] = [int(c) for c in preds["model_calls"]]
     return report, preds
 
 

@@ -26,6 +26,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -34,6 +35,7 @@ import numpy as np
 
 from . import geometry
 from .decode import decode_heatmaps
+from .paths import portable_path
 from .runtime import (INPUT_NAME, METADATA_KEY, OUTPUT_NAME, SAVED_MODEL_METADATA,
                       PoseEstimator, sidecar_path)
 from .skeleton import SKELETONS, Skeleton, get_skeleton
@@ -101,9 +103,17 @@ def load_network(path: str | os.PathLike, meta: dict | None = None):
     p = Path(path)
     if not p.exists():
         raise ExportError(f"model {p} does not exist")
+    if p.is_dir():
+        raise ExportError(f"{p} is a folder: expected a .keras model or .weights.h5 weights "
+                          f"(a SavedModel cannot be exported again)")
     if p.name.endswith(".keras"):
+        if not zipfile.is_zipfile(p):  # Keras would say "File not found" for these
+            raise ExportError(f"{p} is not a Keras model: a .keras file is a zip archive and "
+                              f"this one is not, or is cut off ({_describe_content(p)}); "
+                              f"re-save or download it again")
         try:
-            return keras.saving.load_model(str(p), compile=False)
+            # safe_mode: a .keras file is data; refuse the Lambda layers that would run code.
+            return keras.saving.load_model(str(p), compile=False, safe_mode=True)
         except Exception as e:  # noqa: BLE001 - report any load failure with the file name
             raise ExportError(f"cannot load {p}: {type(e).__name__}: {e}") from None
     if p.name.endswith(".weights.h5"):
@@ -114,6 +124,9 @@ def load_network(path: str | os.PathLike, meta: dict | None = None):
         if not cfg:
             raise ExportError(f"{p} holds weights only and neither {sidecar_path(p).name} "
                               f"(model_config) nor run_config.json says which network they fit")
+        if not _is_hdf5(p):
+            raise ExportError(f"{p} is not an HDF5 weights file ({_describe_content(p)}); "
+                              f"re-save or download it again")
         cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}
         network = build_network(ModelConfig(**cfg))
         try:
@@ -122,6 +135,26 @@ def load_network(path: str | os.PathLike, meta: dict | None = None):
             raise ExportError(f"cannot load weights {p} into {cfg}: {e}") from None
         return network
     raise ExportError(f"{p}: expected a .keras model or .weights.h5 weights")
+
+
+def _is_hdf5(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(8) == b"\x89HDF\r\n\x1a\n"
+
+
+def _describe_content(path: Path) -> str:
+    """A few words on what a file really holds, for error messages."""
+    size = path.stat().st_size
+    if size == 0:
+        return "it is empty"
+    with open(path, "rb") as f:
+        head = f.read(512)
+    try:
+        head.decode("utf-8")
+        kind = "it is a text file"
+    except UnicodeDecodeError:
+        kind = "unknown binary content"
+    return f"{kind}, {size} bytes"
 
 
 def _run_config(model_path: Path) -> dict | None:
@@ -252,7 +285,8 @@ def network_metadata(source: str | os.PathLike | None, network, model, *,
         "package": "mssh-keras", "package_version": package_version(),
         "git_commit": _git_commit(),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "source_model": str(src) if src is not None else None,
+        # Relative to the repository (never the build machine's absolute path).
+        "source_model": portable_path(src),
         "preset": preset, "model_name": network.name,
         "format": fmt, "quantization": quantization,
         "stack": stack if stack is not None else num_stacks, "num_stacks": num_stacks,
@@ -562,14 +596,16 @@ def verify(path: str | os.PathLike, reference, samples: np.ndarray, quantization
     returned and saved as ``<file>.verify.json``.
     """
     path = Path(path)
-    est = PoseEstimator(path, num_threads=num_threads)
+    # Our own file, just written: a SavedModel needs no trust decision here.
+    est = PoseEstimator(path, num_threads=num_threads, trust_saved_model=True)
     got = est.heatmaps(samples)
     ref = reference_heatmaps if reference_heatmaps is not None else \
         keras_heatmaps(reference, samples)
     if got.shape != ref.shape:
         raise VerificationError(f"{path}: output {got.shape} but Keras gives {ref.shape}",
                                 {"passed": False})
-    report = {"file": str(path), "backend": est.backend, "quantization": quantization,
+    # "file": the name of its sibling (the report sits next to it): no machine paths.
+    report = {"file": path.name, "backend": est.backend, "quantization": quantization,
               "samples": int(len(samples)), "sample_source": sample_source,
               **compare_heatmaps(got, ref)}
     if quantization == "fp32":

@@ -63,6 +63,37 @@ def box_to_center_scale(box, padding: float = 1.25) -> tuple[np.ndarray, float]:
     return center, max(x1 - x0, y1 - y0, 1.0) * padding
 
 
+def check_box(box, image_wh: tuple[int, int],
+              require_overlap: bool = True) -> tuple[float, float, float, float]:
+    """A person box checked and normalised by the one rule every runtime applies.
+
+    ``box`` is (x0, y0, x1, y1), corners in image pixels (not (x, y, width, height)).
+    ValueError, naming the box and the image size, when it is not 4 finite numbers, when
+    x1 <= x0 or y1 <= y0 (reversed or empty) or, with ``require_overlap``, when it lies
+    wholly outside the image [0, W] x [0, H]. A box may reach past the image's edges (the
+    crop is padded with black, as training crops of people at the border are), but by at
+    most the image's longer side L: its coordinates are clipped to [-L, W + L] x
+    [-L, H + L], which turns a huge box (e.g. +-1e30) into a bounded one.
+    """
+    w, h = (float(v) for v in image_wh)
+    try:
+        values = np.asarray(box, np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        values = np.array([np.nan])
+    if values.size != 4 or not np.isfinite(values).all():
+        raise ValueError(f"box must be 4 finite numbers (x0, y0, x1, y1), got {box!r}")
+    x0, y0, x1, y1 = (float(v) for v in values)
+    if x1 <= x0 or y1 <= y0:
+        raise ValueError(f"box {box!r} is reversed or empty: it needs x0 < x1 and y0 < y1 "
+                         f"(corners (x0, y0, x1, y1), not (x, y, width, height))")
+    if require_overlap and (x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h):
+        raise ValueError(f"box {box!r} lies wholly outside the {w:g}x{h:g} image")
+    reach = max(w, h)
+    x0, x1 = (min(max(v, -reach), w + reach) for v in (x0, x1))
+    y0, y1 = (min(max(v, -reach), h + reach) for v in (y0, y1))
+    return x0, y0, x1, y1
+
+
 # LSP/LSPET carry no person box: the box of the annotated joints (head top to ankles) is
 # the body's extent; 1.25 adds room for hands/feet beyond the wrist/ankle joints and
 # matches MPII's hourglass convention (scale x 1.25).

@@ -24,7 +24,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .skeleton import LSP14, MPII16, Skeleton
+from .skeleton import MPII16, Skeleton, skeleton_for_joints
 
 SC_BIAS = 0.6  # MPII head size = SC_BIAS x head-box diagonal (official evaluation)
 
@@ -91,10 +91,10 @@ def _pooled(hits: np.ndarray, counted: np.ndarray) -> float:
 
 def _skeleton_for(k: int, skeleton: Skeleton | None) -> Skeleton:
     if skeleton is None:
-        for s in (LSP14, MPII16):
-            if s.num_joints == k:
-                return s
-        raise ValueError(f"no known skeleton has {k} joints; pass skeleton= explicitly")
+        try:
+            return skeleton_for_joints(k)
+        except ValueError as e:
+            raise ValueError(f"{e}; pass skeleton= explicitly") from None
     if skeleton.num_joints != k:
         raise ValueError(f"skeleton {skeleton.name} has {skeleton.num_joints} joints, "
                          f"the arrays have {k}")

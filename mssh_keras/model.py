@@ -69,6 +69,27 @@ def build_network(cfg: ModelConfig, name: str = "mssh") -> keras.Model:
     return keras.Model(inputs, outputs, name=name)
 
 
+def float32_network(network: keras.Model, cfg: ModelConfig,
+                    twin: keras.Model | None = None) -> keras.Model:
+    """``network``'s weights in a float32 network (itself when it already is one).
+
+    A network built under the mixed_bfloat16 policy keeps float32 variables but computes
+    in bfloat16; saved as is, its files would load as a bfloat16 model. What a run saves
+    and exports is this float32 twin (pass the previous ``twin`` to reuse it).
+    """
+    if network.dtype_policy.name == "float32":
+        return network
+    if twin is None:
+        old = keras.config.dtype_policy()
+        keras.config.set_dtype_policy("float32")
+        try:
+            twin = build_network(cfg, name=network.name)
+        finally:
+            keras.config.set_dtype_policy(old)
+    twin.set_weights(network.get_weights())
+    return twin
+
+
 def inference_model(network: keras.Model, stack: int | None = None) -> keras.Model:
     """Image -> heatmaps of one stack (default: the last), as a plain functional model.
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import geometry
+from . import geometry, person_search
 from .decode import decode_heatmaps, flip_back, heatmap_coords_to_image
 from .skeleton import SKELETONS, Skeleton
 
@@ -52,6 +52,10 @@ class Pose:
     confidence: np.ndarray    # (K,) float32: the heatmap maximum of each joint
     model_ms: float           # time spent in the backend (both passes with flip_test)
     crop_matrix: np.ndarray   # (2, 3) float64 image -> network input crop
+    model_calls: int = 1      # crops run through the network for this pose (person_search)
+    rotation: float = 0.0     # degrees the crop was rotated (geometry.crop_matrix)
+    box: tuple | None = None  # body box of the crop (before padding); None = whole image
+    scores: tuple = ()        # pose score (person_search.pose_score) of each pass, in order
 
 
 # --------------------------------------------------------------------------------------
@@ -110,8 +114,10 @@ def read_metadata(model_path: str | os.PathLike, backend: str | None = None) -> 
     if side.is_file():
         try:
             return json.loads(side.read_text())
-        except json.JSONDecodeError as e:
-            raise ModelLoadError(f"metadata {side} is not valid JSON: {e}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ModelLoadError(f"metadata {side} is not valid JSON: {e}; delete it (the "
+                                 f"copy inside the model file is used then) or re-export "
+                                 f"the model") from None
     backend = _canonical(backend) if backend else detect_backend(p)
     try:
         if backend == "litert":
@@ -120,9 +126,163 @@ def read_metadata(model_path: str | os.PathLike, backend: str | None = None) -> 
             return _onnx_metadata(p)
         if backend == "tf" and (p / SAVED_MODEL_METADATA).is_file():
             return json.loads((p / SAVED_MODEL_METADATA).read_text())
-    except (OSError, ValueError) as e:
-        raise ModelLoadError(f"cannot read the metadata embedded in {p}: {e}") from None
+    except ImportError:
+        raise
+    except Exception as e:  # noqa: BLE001 - flatbuffers/protobuf/struct errors of bad files
+        raise ModelLoadError(f"cannot load model {p}: {_first_line(e)} ({_error_type(e)}); the "
+                             f"file is damaged, truncated or not a {_FORMAT_NAMES[backend]} "
+                             f"model: export or download it again") from None
     return None
+
+
+# The fields a runtime reads; anything else in the metadata is informational.
+REQUIRED_METADATA = ("input_size", "heatmap_size", "stride", "skeleton")
+REQUIRED_SKELETON = ("name", "joints", "flip_pairs", "limbs")
+
+
+def check_metadata(meta, where: str) -> dict:
+    """``meta`` if it has what a runtime needs, else ModelLoadError naming ``where``."""
+    if not isinstance(meta, dict):
+        raise ModelLoadError(f"metadata {where} is not a JSON object: re-export the model "
+                             f"with `python export.py`, which writes it")
+    missing = [k for k in REQUIRED_METADATA if k not in meta]
+    sk = meta.get("skeleton")
+    if isinstance(sk, dict):
+        missing += [f"skeleton.{k}" for k in REQUIRED_SKELETON if k not in sk]
+    elif "skeleton" in meta:
+        missing.append("skeleton (an object)")
+    if missing:
+        raise ModelLoadError(f"metadata {where} lacks {', '.join(missing)}: it is not an "
+                             f"mssh_keras export's metadata; re-export the model with "
+                             f"`python export.py`, which writes it")
+    return meta
+
+
+def _first_line(error: BaseException, limit: int = 300) -> str:
+    lines = str(error).strip().splitlines()
+    return (lines[0] if lines else type(error).__name__)[:limit]
+
+
+def _error_type(error: BaseException) -> str:
+    t = type(error)
+    return t.__name__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__name__}"
+
+
+_FORMAT_NAMES = {"litert": "TFLite", "onnxruntime": "ONNX", "tf": "SavedModel",
+                 "keras": "Keras"}
+
+
+def as_rgb_uint8(image) -> np.ndarray:
+    """``image`` as the uint8 (H, W, 3) RGB array the runtime crops.
+
+    Accepted and converted (the channel order cannot be checked: pass RGB, e.g.
+    ``cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)`` for what ``cv2.imread`` returns):
+
+    - uint8 (H, W, 3): used as it is (no copy);
+    - grayscale (H, W) or (H, W, 1): the channel repeated three times;
+    - RGBA (H, W, 4): the alpha channel dropped (not composited);
+    - uint16: divided by 257 (65535 -> 255);
+    - float (any precision): read as 0..1 when its maximum is <= 1, else as 0..255;
+      clipped to that range and rounded.
+
+    Anything else (other dtypes or channel counts, NaN or infinite values, an image with
+    no pixels) raises ValueError saying what was given.
+    """
+    img = np.asarray(image)
+    given = f"{img.dtype} {img.shape}"
+    if img.ndim == 2:
+        img = img[:, :, None]
+    if img.ndim != 3 or img.shape[2] not in (1, 3, 4):
+        raise ValueError(f"image must be (H, W, 3) RGB, (H, W, 4) RGBA or (H, W) / (H, W, 1) "
+                         f"grayscale, got {given}")
+    if img.shape[0] == 0 or img.shape[1] == 0:
+        raise ValueError(f"image is empty ({img.shape[1]}x{img.shape[0]} pixels)")
+    if img.dtype == np.uint16:
+        img = ((img.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    elif np.issubdtype(img.dtype, np.floating):
+        if not np.isfinite(img).all():
+            raise ValueError(f"image has NaN or infinite values ({given})")
+        scale = 255.0 if img.max() <= 1.0 else 1.0
+        img = np.clip(np.rint(img.astype(np.float64) * scale), 0, 255).astype(np.uint8)
+    elif img.dtype != np.uint8:
+        raise ValueError(f"image must be uint8, uint16 or float, got {given}; convert it "
+                         f"to uint8 RGB")
+    if img.shape[2] == 1:
+        img = np.repeat(img, 3, axis=2)
+    elif img.shape[2] == 4:
+        img = img[:, :, :3]
+    return img
+
+
+# --------------------------------------------------------------------------------------
+# SavedModels are programs: their graph runs when loaded and called. PoseEstimator only
+# loads one whose graph uses the operations a pose network exports to (below; what
+# export.py writes), unless the caller says it trusts the file. Saving/restoring ops are
+# allowed only inside the functions the SavedModel's own saver names (every SavedModel
+# carries them; loading restores variables through TensorFlow's code, not them).
+_POSE_OPS = frozenset("""
+    Abs Add AddN AddV2 ArgMax AvgPool BatchMatMulV2 BiasAdd Cast ConcatV2 Const Conv2D
+    DepthwiseConv2dNative Equal Exp ExpandDims Fill FusedBatchNorm FusedBatchNormV3
+    GatherV2 Greater GreaterEqual Identity IdentityN Less LessEqual Log LogicalAnd
+    LogicalNot LogicalOr MatMul Max MaxPool Maximum Mean Min Minimum Mul Neg NoOp OnesLike
+    Pack Pad PadV2 PartitionedCall Placeholder Pow Prod Range ReadVariableOp RealDiv Relu
+    Relu6 Reshape ResizeBilinear ResizeNearestNeighbor Rsqrt Select SelectV2 Shape Sigmoid
+    Slice Softmax Split SplitV Sqrt Square Squeeze StatefulPartitionedCall StopGradient
+    StridedSlice Sub Sum Tanh Tile Transpose Unpack VarHandleOp ZerosLike
+""".split())
+_SAVER_OPS = _POSE_OPS | frozenset("""
+    AssignVariableOp DisableCopyOnRead MergeV2Checkpoints RestoreV2 SaveV2 ShardedFilename
+    StaticRegexFullMatch StringJoin
+""".split())
+
+
+def _called_functions(node) -> set[str]:
+    names = set()
+    for attr in node.attr.values():
+        if attr.func.name:
+            names.add(attr.func.name)
+        names.update(f.name for f in attr.list.func)
+    return names
+
+
+def saved_model_foreign_ops(path: str | os.PathLike) -> list[str]:
+    """Operations in a SavedModel's graph that this project's exports never contain
+    (file I/O, Python calls, printing, datasets...): empty for our own exports."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    proto.ParseFromString((Path(path) / "saved_model.pb").read_bytes())
+    foreign: set[str] = set()
+    for graph in proto.meta_graphs:
+        functions = {f.signature.name: f for f in graph.graph_def.library.function}
+        saver_nodes = {graph.saver_def.save_tensor_name.split(":")[0],
+                       graph.saver_def.restore_op_name.split(":")[0]} - {""}
+        saver_roots, other_roots = set(), set()
+        for node in graph.graph_def.node:
+            if node.op not in _POSE_OPS:
+                foreign.add(node.op)
+            (saver_roots if node.name in saver_nodes else other_roots).update(
+                _called_functions(node))
+        other_roots.update(graph.object_graph_def.concrete_functions.keys())
+
+        def reach(roots: set[str]) -> set[str]:
+            seen, todo = set(), list(roots)
+            while todo:
+                name = todo.pop()
+                if name in seen or name not in functions:
+                    continue
+                seen.add(name)
+                for node in functions[name].node_def:
+                    todo.extend(_called_functions(node))
+            return seen
+
+        # A function the model itself calls must be pure computation, even one the
+        # saver uses too; the saver's own functions may also save and restore.
+        plain = reach(other_roots) | (set(functions) - reach(saver_roots))
+        for name, fn in functions.items():
+            allowed = _POSE_OPS if name in plain else _SAVER_OPS
+            foreign.update(n.op for n in fn.node_def if n.op not in allowed)
+    return sorted(foreign)
 
 
 def skeleton_from_metadata(meta: dict) -> Skeleton:
@@ -212,11 +372,20 @@ def _tf_threads(num_threads: int) -> None:
 
 
 class _SavedModel:
-    def __init__(self, path: Path, num_threads: int):
+    def __init__(self, path: Path, num_threads: int, trust: bool = False):
         _tf_threads(num_threads)
         import tensorflow as tf
 
         self._tf = tf
+        if not trust:
+            foreign = saved_model_foreign_ops(path)
+            if foreign:
+                raise ModelLoadError(
+                    f"{path} is a SavedModel, which is a program, and its graph uses "
+                    f"operations a pose network exported by this project never contains "
+                    f"({', '.join(foreign[:8])}{', ...' if len(foreign) > 8 else ''}); "
+                    f"load it only if you trust its author: trust_saved_model=True "
+                    f"(--trust-saved-model on the command lines)")
         self.module = tf.saved_model.load(str(path))
         if "serving_default" not in self.module.signatures:
             raise ModelLoadError(f"{path}: no 'serving_default' signature")
@@ -264,10 +433,17 @@ class PoseEstimator:
     ``backend`` None picks it from the path (.tflite -> litert, .onnx -> onnxruntime, a
     SavedModel folder -> tf, .keras / .weights.h5 -> keras); aliases tflite, onnx,
     savedmodel are accepted. ``num_threads`` caps the backend's CPU threads.
+
+    Which files are safe to load from strangers (docs/reliability.md): .tflite, .onnx and
+    .keras (loaded in Keras safe mode, which refuses layers that carry code) are data. A
+    SavedModel is a program: one whose graph uses operations outside those of a pose
+    network (file I/O, Python calls...) is refused unless ``trust_saved_model=True``.
+    A file that cannot be used (missing, damaged, truncated, not a model, metadata
+    without the needed fields) raises ModelLoadError naming it.
     """
 
     def __init__(self, model_path: str | os.PathLike, backend: str | None = None,
-                 num_threads: int = 2):
+                 num_threads: int = 2, trust_saved_model: bool = False):
         path = Path(model_path)
         if not path.exists():
             raise ModelLoadError(f"model {path} does not exist")
@@ -275,21 +451,35 @@ class PoseEstimator:
         self.backend = _canonical(backend) if backend else detect_backend(path)
         self.num_threads = int(num_threads)
         meta = read_metadata(path, self.backend)
-        if self.backend == "keras":
-            self._run = _Keras(path, self.num_threads, meta)
-            if meta is None:
-                from .export import network_metadata
-                meta = network_metadata(path, self._run.network, self._run.model)
-        elif meta is None:
-            raise ModelLoadError(
-                f"{path} carries no mssh_keras metadata and {sidecar_path(path).name} is "
-                f"missing: export it with `python export.py` (which writes both)")
-        elif self.backend == "litert":
-            self._run = _LiteRT(path, self.num_threads)
-        elif self.backend == "onnxruntime":
-            self._run = _OnnxRuntime(path, self.num_threads)
-        else:
-            self._run = _SavedModel(path, self.num_threads)
+        side = sidecar_path(path)
+        where = str(side) if side.is_file() else f"embedded in {path}"
+        if meta is not None:
+            check_metadata(meta, where)
+        try:
+            if self.backend == "keras":
+                self._run = _Keras(path, self.num_threads, meta)
+                if meta is None:
+                    from .export import network_metadata
+                    meta = network_metadata(path, self._run.network, self._run.model)
+            elif meta is None:
+                raise ModelLoadError(
+                    f"{path} carries no mssh_keras metadata and {side.name} is "
+                    f"missing: export it with `python export.py` (which writes both)")
+            elif self.backend == "litert":
+                self._run = _LiteRT(path, self.num_threads)
+            elif self.backend == "onnxruntime":
+                self._run = _OnnxRuntime(path, self.num_threads)
+            else:
+                self._run = _SavedModel(path, self.num_threads, trust_saved_model)
+        except (ModelLoadError, ImportError):
+            raise
+        except Exception as e:  # noqa: BLE001 - every runtime has its own error types
+            if type(e).__name__ == "ExportError":  # load_network: already names the file
+                raise ModelLoadError(str(e)) from None
+            raise ModelLoadError(f"cannot load model {path} ({self.backend}): {_first_line(e)} "
+                                 f"({_error_type(e)}); the file is damaged, truncated or "
+                                 f"not a {_FORMAT_NAMES[self.backend]} model: export or "
+                                 f"download it again") from None
         self.metadata: dict = meta
         self.skeleton: Skeleton = skeleton_from_metadata(meta)
         self.input_size: int = int(meta["input_size"])
@@ -322,35 +512,60 @@ class PoseEstimator:
                                for i in range(0, x.shape[0], fixed)])
 
     # ---------------------------------------------------------------- one image
-    def crop(self, image_rgb: np.ndarray, box=None) -> tuple[np.ndarray, np.ndarray]:
+    def crop(self, image_rgb: np.ndarray, box=None,
+             rotation: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         """The network input for ``image_rgb`` (uint8 (S, S, 3)) and its image->crop matrix.
 
-        ``box`` (x0, y0, x1, y1) is the person's body box, padded like the training crops;
-        None letterboxes the whole image (centre of the image, side = its longer side).
+        ``image_rgb``: RGB uint8 (H, W, 3), or grayscale, RGBA, float or uint16, converted
+        as ``as_rgb_uint8`` says. ``box`` (x0, y0, x1, y1) is the person's body box, padded
+        like the training crops, and checked as ``geometry.check_box`` says (reversed,
+        empty or non-finite boxes raise; coordinates beyond one image side past the edges
+        are clipped); None letterboxes the whole image (centre of the image, side = its
+        longer side).
+        ``rotation`` (degrees) turns the crop about its centre (geometry.crop_matrix).
         """
         import cv2
 
-        img = np.asarray(image_rgb)
-        if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
-            raise ValueError(f"image must be uint8 (H, W, 3) RGB, got {img.dtype} {img.shape}")
+        img = as_rgb_uint8(image_rgb)
         h, w = img.shape[:2]
         if box is None:
             center, scale = np.array([(w - 1) / 2.0, (h - 1) / 2.0]), float(max(h, w))
         else:
-            if len(box) != 4 or not np.all(np.isfinite(np.asarray(box, np.float64))):
-                raise ValueError(f"box must be 4 finite numbers (x0, y0, x1, y1), got {box!r}")
+            box = geometry.check_box(box, (w, h), require_overlap=False)
             center, scale = geometry.box_to_center_scale(box, self.box_padding)
-        m = geometry.crop_matrix(center, scale, self.input_size)
+        m = geometry.crop_matrix(center, scale, self.input_size, rotation=float(rotation))
         crop = cv2.warpAffine(img, m, (self.input_size, self.input_size), flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
         return crop, m
 
-    def predict(self, image_rgb: np.ndarray, box=None, flip_test: bool = False) -> Pose:
+    def predict(self, image_rgb: np.ndarray, box=None, flip_test: bool = False, *,
+                rotation: float = 0.0, upright: bool = False, search=None) -> Pose:
         """Keypoints of the person in ``box`` (or in the whole image) in image pixels.
 
         ``flip_test`` also runs the mirrored crop and averages the heatmaps (decode.flip_back).
+        Without a box the person is searched coarse to fine (mssh_keras.person_search:
+        whole frame, then crops around the confident joints while the score improves);
+        with a box it is one pass in that box, rotated by ``rotation`` degrees.
+        ``upright`` adds crops rotated so that the torso points up. ``search``: None (that
+        default), False (exactly one pass, even without a box) or a
+        ``person_search.SearchConfig`` choosing the stages. ``Pose.model_calls`` counts
+        the passes.
+
+        Images: see ``crop`` (grayscale, RGBA, float and uint16 are converted to uint8 RGB;
+        a 0x0 image raises ValueError). Boxes (``geometry.check_box``): corners
+        (x0, y0, x1, y1) in image pixels; a reversed, empty or non-finite box, or one
+        wholly outside the image, raises ValueError (``search=False``, the single pass
+        person_search runs for its own crops, skips only the outside test); a box may
+        reach past the edges by up to the image's longer side, beyond that it is clipped.
         """
-        crop, m = self.crop(image_rgb, box)
+        image_rgb = as_rgb_uint8(image_rgb)
+        if box is not None:
+            box = geometry.check_box(box, image_rgb.shape[1::-1],
+                                     require_overlap=search is not False)
+        plan = person_search.resolve(search, box, upright)
+        if plan is not None:
+            return person_search.search(self, image_rgb, box, flip_test, plan, rotation)
+        crop, m = self.crop(image_rgb, box, rotation)
         x = crop[None].astype(np.float32)
         t0 = time.perf_counter()
         if flip_test:
@@ -362,7 +577,9 @@ class PoseEstimator:
         coords, conf = decode_heatmaps(hm)
         kp = heatmap_coords_to_image(coords, self.stride, m).astype(np.float32)
         return Pose(keypoints=kp, confidence=conf.astype(np.float32), model_ms=model_ms,
-                    crop_matrix=m)
+                    crop_matrix=m, rotation=float(rotation),
+                    box=None if box is None else tuple(float(v) for v in box),
+                    scores=(person_search.pose_score(conf),))
 
     def __repr__(self) -> str:
         return (f"PoseEstimator({str(self.path)!r}, backend={self.backend!r}, "

@@ -97,3 +97,14 @@ def get_skeleton(name: str) -> Skeleton:
         return SKELETONS[name]
     except KeyError:
         raise ValueError(f"unknown joint set {name!r}; known: {sorted(SKELETONS)}") from None
+
+
+def skeleton_for_joints(num_joints: int) -> Skeleton:
+    """The one known joint set with ``num_joints`` joints (for arrays or models that do not
+    name theirs); ValueError when none or several have that many."""
+    found = [s for s in SKELETONS.values() if s.num_joints == num_joints]
+    if len(found) != 1:
+        counts = ", ".join(f"{s.name}: {s.num_joints}" for s in SKELETONS.values())
+        raise ValueError(f"{'no' if not found else 'more than one'} known skeleton has "
+                         f"{num_joints} joints ({counts})")
+    return found[0]

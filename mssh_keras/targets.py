@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from .data.records import MISSING, VISIBLE
 from .geometry import input_to_heatmap
 
 
@@ -30,9 +31,9 @@ def gaussian_heatmaps(joints, flags, input_size: int, resolution: int, sigma: fl
     gx = tf.exp(-dx * dx / (2.0 * sigma * sigma))
     gy = tf.exp(-dy * dy / (2.0 * sigma * sigma))
     flags = tf.cast(flags, tf.int32)
-    amplitude = tf.where(flags == 2, visible_amplitude, occluded_amplitude)
+    amplitude = tf.where(flags == VISIBLE, visible_amplitude, occluded_amplitude)
     inside = tf.reduce_all((uv >= -0.5) & (uv < resolution - 0.5), axis=-1)
-    mask = tf.cast((flags > 0) & inside, tf.float32)
+    mask = tf.cast((flags > MISSING) & inside, tf.float32)
     heat = gy[:, :, None] * gx[:, None, :] * (amplitude * mask)[:, None, None]  # (K, R, R)
     return tf.transpose(heat, (1, 2, 0)), mask
 

@@ -12,6 +12,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from .config import TrainConfig
 from .losses import stack_losses
 
 
@@ -123,16 +124,33 @@ class PoseTrainer(keras.Model):
         return mean
 
 
-def make_optimizer(learning_rate: float, lr_drops: tuple[int, ...], drop_factor: float,
-                   steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    """RMSprop (the paper's choice) with the rate divided at fixed epochs.
+def learning_rate_schedule(cfg: TrainConfig, steps_per_epoch: int):
+    """The rate as a function of ``optimizer.iterations`` (a float when it is constant).
 
-    The schedule is a function of ``optimizer.iterations``, so restoring the optimizer's
-    variables on ``--resume`` restores the schedule's position exactly.
+    Restoring the optimizer's variables on ``--resume`` restores the schedule's position
+    exactly. ``step``: the paper's divisions at fixed epochs. ``cosine``: linear warm-up
+    from 0 over ``warmup_steps``, then a half cosine to 0 at the run's last step, the
+    usual choice for a fixed, short budget.
     """
-    lr = learning_rate
-    if lr_drops:
-        boundaries = [int(e * steps_per_epoch) for e in lr_drops]
-        values = [learning_rate * drop_factor ** k for k in range(len(lr_drops) + 1)]
-        lr = keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+    if cfg.lr_schedule == "cosine":
+        total = cfg.epochs * steps_per_epoch
+        warmup = min(cfg.warmup_steps, total - 1)
+        return keras.optimizers.schedules.CosineDecay(
+            0.0 if warmup else cfg.learning_rate, decay_steps=max(total - warmup, 1),
+            warmup_target=cfg.learning_rate if warmup else None, warmup_steps=warmup)
+    if cfg.lr_drops:
+        boundaries = [int(e * steps_per_epoch) for e in cfg.lr_drops]
+        values = [cfg.learning_rate * cfg.lr_drop_factor ** k
+                  for k in range(len(cfg.lr_drops) + 1)]
+        return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+    return cfg.learning_rate
+
+
+def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    """The run's optimizer: RMSprop (the paper's), Adam or AdamW, on its rate schedule."""
+    lr = learning_rate_schedule(cfg, steps_per_epoch)
+    if cfg.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate=lr)
+    if cfg.optimizer == "adamw":
+        return keras.optimizers.AdamW(learning_rate=lr, weight_decay=cfg.weight_decay)
     return keras.optimizers.RMSprop(learning_rate=lr)

@@ -20,10 +20,12 @@ import numpy as np
 import tensorflow as tf
 
 from .callbacks import (AdaptiveWeightLogger, Checkpointer, NaNGuard, ValidationPCK,
-                        write_json_atomic)
+                        save_model_atomic)
 from .config import ModelConfig, TrainConfig, get_preset
 from .data.pipeline import Augment, eval_pipeline, training_pipeline
-from .model import build_network
+from .model import build_network, float32_network
+from .paths import portable_path, writable_dir, write_json_atomic
+from .precision import ComputeSettings, dtype_policy, resolve, set_cpu_threads
 from .skeleton import Skeleton, get_skeleton
 from .trainer import PoseTrainer, make_optimizer
 
@@ -40,6 +42,11 @@ class RunOptions:
     batch_size: int | None = None
     learning_rate: float | None = None
     lr_drops: tuple[int, ...] | None = None
+    optimizer: str | None = None
+    lr_schedule: str | None = None
+    warmup_steps: int | None = None
+    weight_decay: float | None = None
+    sigma: float | None = None
     input_size: int | None = None
     steps_per_epoch: int | None = None
     val_examples: int = 256
@@ -55,6 +62,13 @@ class RunOptions:
     strategy: str = "auto"
     verbose: int | str = "auto"
     augment: bool = True
+    rotation: float | None = None      # augmentation: max rotation in degrees
+    rotation_prob: float | None = None  # share of training examples rotated
+    zoom_out: float | None = None      # augmentation: whole-frame-like views, person down to
+    zoom_out_prob: float | None = None  # 1/zoom_out of a crop, on this share (Augment)
+    precision: str = "auto"            # fp32 | bf16 | auto (per device, precision.py)
+    jit: str = "auto"                  # XLA: on | off | auto
+    threads: int | None = None         # CPU threads per op (None: TensorFlow's default)
     # ModelConfig fields replaced last (after input_size's schedule scaling), e.g. a tiny
     # network for tests: {"schedule": (8,), "filters": 16}.
     model_overrides: dict = field(default_factory=dict)
@@ -68,15 +82,28 @@ class RunOptions:
         if "input_size" in model_kw:  # keep each stack's stride when the input changes
             f = model_kw["input_size"] / m.input_size
             model_kw["schedule"] = tuple(int(r * f) for r in m.schedule)
-        train_kw = {k: v for k, v in (("epochs", self.epochs), ("batch_size", self.batch_size),
-                                      ("learning_rate", self.learning_rate),
-                                      ("lr_drops", self.lr_drops),
-                                      ("adaptive", self.adaptive)) if v is not None}
+        train_kw = {k: getattr(self, k) for k in (
+            "epochs", "batch_size", "learning_rate", "lr_drops", "adaptive", "optimizer",
+            "lr_schedule", "warmup_steps", "weight_decay", "sigma")
+            if getattr(self, k) is not None}
         if self.batch_size is not None and self.learning_rate is None:
             train_kw["learning_rate"] = scaled_learning_rate(t.learning_rate, t.batch_size,
                                                              self.batch_size)
         return (m.replace(**model_kw).replace(**self.model_overrides),
                 dataclasses.replace(t, **train_kw))
+
+
+def saved_options(output_dir: str | os.PathLike) -> dict | None:
+    """The options a run in ``output_dir`` was started with (None when there is none)."""
+    path = Path(output_dir) / "run_config.json"
+    if not path.exists():
+        return None
+    try:
+        options = json.loads(path.read_text())["options"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise TrainingError(f"{path} is not a run configuration ({err}); restore it from "
+                            f"a copy or start a new --output-dir") from None
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
 
 
 def scaled_learning_rate(base_lr: float, base_batch: int, batch: int) -> float:
@@ -155,7 +182,10 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
 
 
 def _config_record(opts, mcfg, tcfg, skeleton) -> dict:
-    return {"options": dataclasses.asdict(opts), "model": dataclasses.asdict(mcfg),
+    options = dataclasses.asdict(opts)
+    for key in ("output_dir", "data_dir", "manual_dir"):  # no absolute machine paths
+        options[key] = portable_path(options[key])
+    return {"options": options, "model": dataclasses.asdict(mcfg),
             "train": dataclasses.asdict(tcfg), "skeleton": skeleton.name}
 
 
@@ -163,8 +193,11 @@ def train(opts: RunOptions) -> dict:
     """Run (or resume) a training; returns the final validation report and paths."""
     skeleton = dataset_skeleton(opts.dataset)
     mcfg, tcfg = opts.configs(skeleton.num_joints)
-    # First of all: MultiWorkerMirroredStrategy must exist before any TF op runs.
+    # First of all: thread pools and MultiWorkerMirroredStrategy must be set up before
+    # any TF op runs.
+    set_cpu_threads(opts.threads)
     strategy = make_strategy(opts.strategy)
+    compute = resolve(opts.precision, opts.jit, gpu=bool(tf.config.list_physical_devices("GPU")))
     chief = _is_chief(strategy)
     replicas = strategy.num_replicas_in_sync
     if tcfg.batch_size % replicas:  # PoseTrainer assumes equal slices: global = local x n
@@ -172,7 +205,7 @@ def train(opts: RunOptions) -> dict:
                             f"split evenly over the {replicas} replicas (GPUs x workers)")
     out = Path(opts.output_dir)
     if chief:
-        out.mkdir(parents=True, exist_ok=True)
+        writable_dir(out, "output folder", "--output-dir")  # one line if a file / read-only
     record = _config_record(opts, mcfg, tcfg, skeleton)
     cfg_path = out / "run_config.json"
     state = Checkpointer.latest(out)
@@ -208,7 +241,7 @@ def train(opts: RunOptions) -> dict:
     train_ds = training_pipeline(
         train_examples.repeat(), skeleton, mcfg.input_size, mcfg.schedule, tcfg.batch_size,
         tcfg.sigma, tcfg.visible_amplitude, tcfg.occluded_amplitude,
-        Augment() if opts.augment else None, seed=opts.seed).with_options(options)
+        augmentation(opts), seed=opts.seed).with_options(options)
     val_batches = []
     if chief:  # validation runs on the chief only, with the plain network, no collectives
         val_examples = load_examples(opts, "val").take(opts.val_examples)
@@ -218,12 +251,13 @@ def train(opts: RunOptions) -> dict:
             raise TrainingError(f"the validation split of {opts.dataset} is empty")
 
     with strategy.scope():
-        network = build_network(mcfg, name=opts.preset.replace("-", "_"))
-        trainer = PoseTrainer(network, adaptive=tcfg.adaptive)
-        trainer.compile(optimizer=make_optimizer(tcfg.learning_rate, tcfg.lr_drops,
-                                                 tcfg.lr_drop_factor, steps))
-        # The optimizer is built by PoseTrainer._maybe_symbolic_build before the first
-        # traced step (or by Checkpointer.restore below), never inside the trace.
+        trainer = build_trainer(mcfg, tcfg, compute, steps, name=opts.preset.replace("-", "_"))
+        network = trainer.network
+    twin: list[keras.Model] = []  # the float32 copy saved for a bfloat16 network, made once
+
+    def portable() -> keras.Model:
+        twin[:] = [float32_network(network, mcfg, twin[0] if twin else None)]
+        return twin[0]
     initial_epoch, best = 0, -math.inf
     if opts.resume:
         with strategy.scope():  # optimizer slots must be (mirrored) strategy variables
@@ -241,15 +275,19 @@ def train(opts: RunOptions) -> dict:
     nan_guard = NaNGuard()
     val_cb = ValidationPCK(val_batches, network, skeleton, nan_guard) if chief else None
     callbacks = [nan_guard, *([val_cb] if chief else []),
-                 Checkpointer(work, network, nan_guard, best=best),
+                 Checkpointer(work, network, nan_guard, best=best, portable=portable),
                  keras.callbacks.CSVLogger(str(work / "history.csv"), append=True),
                  keras.callbacks.TensorBoard(str(work / "logs"), update_freq="epoch")]
     if tcfg.adaptive:
         callbacks.append(AdaptiveWeightLogger(work / "logs", skeleton.joints))
+    if chief:
+        print(f"training {opts.preset} in {compute.describe()}, {steps} steps of "
+              f"{tcfg.batch_size} per epoch")
     t0 = time.time()
     try:
+        # shuffle=False: the tf.data pipeline shuffles (and resumes its order) itself.
         trainer.fit(train_ds, epochs=tcfg.epochs, initial_epoch=initial_epoch,
-                    steps_per_epoch=steps, callbacks=callbacks,
+                    steps_per_epoch=steps, callbacks=callbacks, shuffle=False,
                     verbose=opts.verbose if chief else 0)
     finally:
         if not chief:
@@ -264,9 +302,33 @@ def train(opts: RunOptions) -> dict:
     # Workers return report None: the chief alone validates and saves.
     report = (val_cb.last_report or val_cb.evaluate()) if chief else None
     if chief:
-        network.save(out / "final.keras")
+        save_model_atomic(portable(), out / "final.keras")
     return {"report": report, "seconds": seconds, "steps_per_epoch": steps,
             "output_dir": str(out), "network": network}
+
+
+def augmentation(opts: RunOptions) -> Augment | None:
+    """The run's augmentation: the defaults of ``Augment`` with the options' overrides."""
+    if not opts.augment:
+        return None
+    kw = {k: getattr(opts, k) for k in ("rotation", "rotation_prob", "zoom_out",
+                                         "zoom_out_prob")
+          if getattr(opts, k) is not None}
+    return Augment(**kw)
+
+
+def build_trainer(mcfg: ModelConfig, tcfg: TrainConfig, compute: ComputeSettings,
+                  steps_per_epoch: int, name: str = "mssh") -> PoseTrainer:
+    """Network + PoseTrainer compiled as a run trains it (call in the strategy's scope).
+
+    The optimizer is built by PoseTrainer._maybe_symbolic_build before the first traced
+    step (or by Checkpointer.restore on resume), never inside the trace.
+    """
+    with dtype_policy(compute.precision):
+        network = build_network(mcfg, name=name)
+    trainer = PoseTrainer(network, adaptive=tcfg.adaptive)
+    trainer.compile(optimizer=make_optimizer(tcfg, steps_per_epoch), jit_compile=compute.jit)
+    return trainer
 
 
 def _is_chief(strategy) -> bool:

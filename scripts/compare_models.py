@@ -75,8 +75,10 @@ def main(argv=None) -> int:
                                        "bootstrap interval of the PCK@0.2 difference)")
     args = ap.parse_args(argv)
 
-    from mssh_keras.evaluation import jsonable
     from mssh_keras.evaluator import evaluate_model
+    from mssh_keras.paths import portable_path
+    from mssh_keras.result_files import jsonable
+    from mssh_keras.runtime import ModelLoadError
 
     specs = [parse_model(m) for m in args.models]
     missing = [str(p) for p, _ in specs if not p.exists()]
@@ -91,7 +93,7 @@ def main(argv=None) -> int:
         try:
             report, _ = evaluate_model(path, args.dataset, args.split, args.data_dir,
                                        args.manual_dir, args.limit)
-        except (FileNotFoundError, ValueError, OSError) as err:
+        except (FileNotFoundError, ValueError, OSError, ModelLoadError) as err:
             print(f"error: {label}: {err}", file=sys.stderr)
             return 2
         rows.append((label, report))
@@ -108,7 +110,8 @@ def main(argv=None) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(
             {"dataset": args.dataset, "split": rows[0][1]["split"], "markdown": table,
-             "models": [{"label": label, "path": str(path), "report": jsonable(report)}
+             "models": [{"label": label, "path": portable_path(path),
+                         "report": jsonable(report)}
                         for (path, label), (_, report) in zip(specs, rows)]}, indent=1))
         print(f"wrote {args.out}", file=sys.stderr)
     return 0

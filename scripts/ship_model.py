@@ -19,6 +19,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from mssh_keras.paths import write_json_atomic
+
 ROOT = Path(__file__).resolve().parents[1]
 REGRESSION_PEOPLE = 100  # the first N validation people, for tests/test_shipped_model.py
 
@@ -71,13 +73,13 @@ def add_thresholds(out: Path, network, thresholds: dict, preset: str, skeleton: 
 
     side = out / "model.tflite.json"
     meta = {**json.loads(side.read_text()), "thresholds": thresholds}
-    side.write_text(json.dumps(meta, indent=1) + "\n")
+    write_json_atomic(side, meta, indent=1)
     tflite = out / "model.tflite"
     tflite.write_bytes(embed_tflite_metadata(tflite.read_bytes(), meta))
     keras_meta = network_metadata(out / "model.keras", network, prepare_model(network),
                                   skeleton=skeleton, preset=preset)
-    (out / "model.keras.json").write_text(
-        json.dumps({**keras_meta, "thresholds": thresholds}, indent=1) + "\n")
+    write_json_atomic(out / "model.keras.json", {**keras_meta, "thresholds": thresholds},
+                      indent=1)
 
 
 def render_card(card: dict, tables_md: str, limits_md: str) -> str:
@@ -151,10 +153,10 @@ def main(argv=None) -> int:
     from mssh_keras.calibration import calibrate_thresholds
     from mssh_keras.config import get_preset
     from mssh_keras.data.lspet import read_lspet
-    from mssh_keras.evaluation import jsonable
     from mssh_keras.evaluator import evaluate_model, score_records
     from mssh_keras.export import export, load_network
     from mssh_keras.metrics import markdown_tables
+    from mssh_keras.result_files import jsonable
     from mssh_keras.skeleton import get_skeleton
 
     config = json.loads((run / "run_config.json").read_text())
@@ -228,7 +230,7 @@ def main(argv=None) -> int:
             "backend": "model.tflite (model.keras must agree within 0.5 pt)",
         },
     }
-    (out / "card.json").write_text(json.dumps(jsonable(card), indent=1) + "\n")
+    write_json_atomic(out / "card.json", jsonable(card), indent=1)
     md = render_card(card, markdown_tables(full), args.limits.read_text())
     (out / "MODEL_CARD.md").write_text(md)
     print(md)

@@ -10,6 +10,7 @@ from mssh_keras.blocks import BLOCKS, get_block
 from mssh_keras.config import ModelConfig
 from mssh_keras.hourglass import hourglass
 from mssh_keras.model import build_network
+from conftest import TINY
 
 # Conv-kernel parameters of each block at width f (input width f), in units of f^2:
 #   residual: 1x1 f->f/2, 3x3 f/2->f/2, 1x1 f/2->f       = 1/2 + 9/4 + 1/2       = 3.25
@@ -77,8 +78,7 @@ def test_unknown_block_names_the_choices():
 
 @pytest.mark.parametrize("name", sorted(BLOCKS))
 def test_network_of_each_block_saves_and_loads_without_custom_objects(name, tmp_path):
-    cfg = ModelConfig(input_size=32, schedule=(8,), filters=16, stem_filters=8,
-                      trunk_filters=16, min_resolution=4, block=name)
+    cfg = ModelConfig(**{**TINY, "block": name})
     net = build_network(cfg)
     x = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     before = np.asarray(net(x, training=False))

@@ -20,15 +20,16 @@ from demo.sources import ImageFolderSource, SourceError, VideoSource, open_sourc
 from demo.tracker import RoiTracker, TrackerConfig, pose_score
 from mssh_keras.data.synthetic import render_example
 from mssh_keras.geometry import JOINT_BOX_PADDING, box_to_center_scale
+from mssh_keras.person_search import rotation_matrix
 from mssh_keras.skeleton import LSP14, MPII16
+from conftest import REAL_DATA, TINY
 
 ROOT = Path(__file__).resolve().parents[1]
-REAL = ROOT.parent / "shared/data/real"
-MPII_PHOTOS = REAL / "mmpose_testdata/tests/data/mpii"
+MPII_PHOTOS = REAL_DATA / "mmpose_testdata/tests/data/mpii"
 
 # The shipped model (default of the demo), for the runs that must follow a person.
 SHIPPED_TFLITE = app.DEFAULT_MODEL
-LSPET = REAL / "lspet_axelcarlier"
+LSPET = REAL_DATA / "lspet_axelcarlier"
 # Real validation photos the shipped model localizes well enough to hold the track through
 # a 24-frame slide (chosen among the first 40 validation photos; on many others this weakly
 # trained model loses the person). Its accuracy over the whole split is
@@ -41,8 +42,7 @@ FIGURE_SEED, FIGURE_SIZE, CANVAS_WH, N_FRAMES, STEP_PX, FPS = 3, 128, (400, 200)
 
 # A tiny untrained network, exported through mssh_keras.export as a real .tflite with its
 # metadata: real inference through the real runtime, for the plumbing tests.
-TINY_CONFIG = dict(input_size=64, schedule=(16,), filters=16, stem_filters=8,
-                   trunk_filters=16, num_joints=14)
+TINY_CONFIG = {**TINY, "input_size": 64, "schedule": (16,), "block": "ira"}
 _TINY_SOURCES = ("mssh_keras/export.py", "mssh_keras/runtime.py", "mssh_keras/model.py",
                  "mssh_keras/blocks.py", "mssh_keras/hourglass.py", "mssh_keras/preprocess.py")
 
@@ -150,14 +150,17 @@ class CropLimitedTruth:
         self.skeleton, self.joints, self.conf = LSP14, joints, conf
         self.frame = 0
         self.boxes: list = []
+        self.rotations: list = []
 
-    def predict(self, image, box=None, flip_test=False):
+    def predict(self, image, box=None, flip_test=False, rotation=0.0, search=None):
         self.boxes.append(box)
+        self.rotations.append(rotation)
         kp = self.joints[self.frame].astype(np.float32)
         conf = self.conf.copy()
         if box is not None:
             center, side = box_to_center_scale(box, JOINT_BOX_PADDING)  # as the runtime
-            inside = (np.abs(kp - center) <= side / 2).all(axis=1)
+            along = (kp - center) @ rotation_matrix(rotation).T        # the crop's axes
+            inside = (np.abs(along) <= side / 2).all(axis=1)
             conf = np.where(inside, conf, 0.0).astype(np.float32)
         return SimpleNamespace(keypoints=kp, confidence=conf, model_ms=0.0)
 
@@ -305,6 +308,107 @@ def test_pipeline_tracks_synthetic_figure_ground_truth():
     r = pipe.process(frames[0][..., ::-1], (N_FRAMES + 1) / FPS)
     assert r.tracking and est.boxes[-1] is None
     np.testing.assert_allclose(r.keypoints, joints[0], atol=1e-4)  # no smoothing drag
+
+
+def rotating_figure(n: int = N_FRAMES, total_deg: float = 180.0, canvas: int = 360):
+    """The synthetic figure on a grey canvas turning about the canvas centre, from upright
+    to ``total_deg`` (counter-clockwise on screen): BGR frames and the true joints."""
+    ex = render_example(FIGURE_SEED, "lsp14", FIGURE_SIZE)
+    img = np.full((canvas, canvas, 3), 90, np.uint8)
+    o = (canvas - FIGURE_SIZE) // 2
+    img[o:o + FIGURE_SIZE, o:o + FIGURE_SIZE] = cv2.cvtColor(ex["image"], cv2.COLOR_RGB2BGR)
+    joints = ex["joints"] + o
+    frames, moved = [], []
+    for i in range(n):
+        m = cv2.getRotationMatrix2D((canvas / 2, canvas / 2), total_deg * i / (n - 1), 1.0)
+        frames.append(cv2.warpAffine(img, m, (canvas, canvas), borderValue=(90, 90, 90)))
+        moved.append(joints @ m[:, :2].T + m[:, 2])
+    return frames, np.stack(moved).astype(np.float32)
+
+
+class UprightOnlyTruth(CropLimitedTruth):
+    """CropLimitedTruth that, like a model trained on (nearly) upright people, scores a
+    person by how upright the torso stands in its crop: cos of the torso's angle there
+    (0 beyond 90 deg). Tracked in an axis-aligned box, a person turning over is lost."""
+
+    def predict(self, image, box=None, flip_test=False, rotation=0.0, search=None):
+        pose = super().predict(image, box, flip_test, rotation, search)
+        r = rotation_matrix(rotation if box is not None else 0.0)
+        hips = pose.keypoints[[LSP14.index("l_hip"), LSP14.index("r_hip")]].mean(0)
+        shoulders = pose.keypoints[[LSP14.index("l_shoulder"),
+                                    LSP14.index("r_shoulder")]].mean(0)
+        v = r @ (shoulders - hips)
+        pose.confidence = (pose.confidence * max(0.0, -v[1] / np.hypot(*v))).astype(np.float32)
+        return pose
+
+
+def test_tracker_follows_a_rotating_synthetic_figure():
+    """The figure turns upside down over 24 frames (7.5 deg per frame). The rotated ROI
+    carries the torso's angle from frame to frame, so every frame after the first is
+    predicted in a tracked crop that holds the whole body and stands it upright; an
+    axis-aligned box loses the same figure once it leans too far."""
+    frames, joints = rotating_figure()
+    conf = np.full(14, 0.8, np.float32)
+    est = UprightOnlyTruth(joints, conf)
+    pipe = PosePipeline(est, PipelineConfig())
+    results = []
+    for i, frame in enumerate(frames):
+        est.frame = i
+        results.append(pipe.process(frame[..., ::-1], i / FPS))
+    assert all(r.tracking for r in results)
+    assert all(r.box is not None and r.inferences == 1 for r in results[1:])
+    hips = [LSP14.index("l_hip"), LSP14.index("r_hip")]
+    shoulders = [LSP14.index("l_shoulder"), LSP14.index("r_shoulder")]
+    for i, r in enumerate(results[1:], start=1):
+        true = joints[i]
+        center, side = box_to_center_scale(r.box, JOINT_BOX_PADDING)
+        crop = (true - center) @ rotation_matrix(r.rotation).T
+        assert (np.abs(crop) <= side / 2).all(), i                  # whole body in the crop
+        v = crop[shoulders].mean(0) - crop[hips].mean(0)
+        lean = np.degrees(np.arctan2(abs(v[0]), -v[1]))
+        # Standing upright: within the dead band the tracker leaves alone (20 deg) plus
+        # the lag of the smoothed angle (~5 deg at 7.5 deg per frame) and its transient.
+        assert lean < TrackerConfig().rotate_deadband + 15.0, (i, lean)
+        assert r.score > 0.8 * np.cos(np.radians(45.0))            # seen well throughout
+    final = results[-1].rotation                                    # turned by ~180 deg
+    assert abs((abs(final) - 180.0 + 180.0) % 360.0 - 180.0) < 35.0, final
+    np.testing.assert_allclose(results[-1].raw_keypoints, joints[-1], atol=1e-4)
+
+    # The same clip with an axis-aligned box: the upright-only model loses the person.
+    est = UprightOnlyTruth(joints, conf)
+    pipe = PosePipeline(est, PipelineConfig(tracker=TrackerConfig(rotate=False)))
+    lost = []
+    for i, frame in enumerate(frames):
+        est.frame = i
+        lost.append(not pipe.process(frame[..., ::-1], i / FPS).tracking)
+    assert any(lost) and not any(lost[:4])
+
+
+def test_tracker_rotation_leaves_small_leans_alone_and_follows_large_ones():
+    """The tracked angle: 0 for leans under the dead band (20 deg), the whole lean from
+    twice that on, continuous in between and across upside down (+-180 deg)."""
+    from mssh_keras.person_search import torso, upright_rotation
+
+    for lean in (5.0, 15.0, 30.0, 50.0, 90.0, 179.0, 180.0, -179.0, -120.0):
+        t = np.deg2rad(lean)
+        r = np.array([[np.cos(t), np.sin(t)], [-np.sin(t), np.cos(t)]])
+        kp = (_standing() - [200.0, 150.0]) @ r.T + [200.0, 150.0]
+        tr = RoiTracker(LSP14, TrackerConfig(smoothing=1.0))
+        assert tr.update(kp, np.ones(14), (640, 480))
+        full = upright_rotation(*torso(kp, np.ones(14, bool), LSP14))
+        want = full * min(1.0, max(0.0, (abs(full) - 20.0) / 20.0))
+        assert abs((tr.rotation - want + 180.0) % 360.0 - 180.0) < 1e-6, (lean, tr.rotation)
+        center, side = box_to_center_scale(tr.box, 1.0)
+        crop = (kp - center) @ rotation_matrix(tr.rotation).T
+        assert (np.abs(crop) <= side / 2).all()               # the turned box holds the body
+    # Upside down, a torso jittering across +-180 deg keeps the crop near 180 deg.
+    tr = RoiTracker(LSP14, TrackerConfig(smoothing=0.5))
+    for lean in (178.0, -178.0, 179.0, -177.0):
+        t = np.deg2rad(lean)
+        r = np.array([[np.cos(t), np.sin(t)], [-np.sin(t), np.cos(t)]])
+        tr.update((_standing() - [200.0, 150.0]) @ r.T + [200.0, 150.0], np.ones(14),
+                  (640, 480))
+        assert abs(abs(tr.rotation) - 180.0) < 5.0, tr.rotation
 
 
 def test_static_pipeline_uses_full_frame_and_no_smoothing():
@@ -549,7 +653,7 @@ def _follow(frames: list[np.ndarray], tmp_path: Path, capsys) -> dict:
     rc, _, err = _run_app(["--headless", "--source", str(video), "--output", str(out)], capsys)
     assert rc == 0, err
     doc, _ = _load_run(out)
-    assert doc["model"] == str(SHIPPED_TFLITE)
+    assert doc["model"] == SHIPPED_TFLITE.relative_to(ROOT).as_posix()  # no machine path
     assert doc["thresholds_from"] == "model metadata (calibrated)"
     return doc
 

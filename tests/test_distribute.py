@@ -24,14 +24,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import TINY  # the multi-worker run's network
+
 HERE = Path(__file__).resolve()
 REPO = HERE.parents[1]
 LR = 0.05           # SGD rate of the mirrored comparisons
 BATCH = 8           # global batch: 4 examples per replica
 STEPS = 2
-# The multi-worker run: one 8x8 stack of residual blocks (as test_training.py).
-TINY = dict(input_size=32, schedule=(8,), filters=16, stem_filters=8, trunk_filters=16,
-            min_resolution=4, block="residual")
 
 
 # --------------------------------------------------------------------------- children

@@ -11,10 +11,10 @@ import scipy.io
 from mssh_keras import geometry
 from mssh_keras.data import lsp
 from mssh_keras.data.records import DatasetFilesError
+from conftest import REAL_DATA
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared/data/real"
-LSP_MAT = REAL / "lsp_original_annotations_mobilepose/joints.mat"
-LSPET_IMAGES = REAL / "lspet_axelcarlier/images"
+LSP_MAT = REAL_DATA / "lsp_original_annotations_mobilepose/joints.mat"
+LSPET_IMAGES = REAL_DATA / "lspet_axelcarlier/images"
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ import scipy.io
 from mssh_keras import geometry
 from mssh_keras.data import lspet
 from mssh_keras.data.records import DatasetFilesError
+from conftest import REAL_DATA
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared/data/real"
-LSPET = REAL / "lspet_axelcarlier"
+LSPET = REAL_DATA / "lspet_axelcarlier"
 
 
 @pytest.fixture(scope="module")

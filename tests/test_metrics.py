@@ -1,6 +1,5 @@
 """Metrics against hand-computed answers and the real MPII validation evaluation file."""
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,9 +7,9 @@ import scipy.io
 
 from mssh_keras import metrics as M
 from mssh_keras.skeleton import LSP14, MPII16
+from conftest import REAL_DATA
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared/data/real"
-MPII_EVAL = REAL / "mpii_eval_pytorch_pose/evaluation/data/detections_our_format.mat"
+MPII_EVAL = REAL_DATA / "mpii_eval_pytorch_pose/evaluation/data/detections_our_format.mat"
 
 
 # ----------------------------------------------------------------------------- PCK

@@ -12,6 +12,7 @@ from keras import layers
 from mssh_keras.config import PRESETS, ModelConfig, get_preset
 from mssh_keras.losses import stack_losses
 from mssh_keras.model import build_network, count_flops, inference_model
+from conftest import TINY
 
 # Pinned sizes of the real presets (trainable parameters, conv FLOPs at batch 1).
 # hg-8 with MPII's 16 joints is Newell's 8-stack hourglass: 25.4 M parameters.
@@ -22,8 +23,7 @@ PINNED = {
     "hg-lite": (14, 685_688, 607_518_720),
 }
 
-TINY = ModelConfig(input_size=32, schedule=(8, 16, 16), filters=16, stem_filters=8,
-                   trunk_filters=16, min_resolution=4, block="residual")
+TINY_NET = ModelConfig(**{**TINY, "schedule": (8, 16, 16)})  # three stacks, two sizes
 
 
 def _trainable(model: keras.Model) -> int:
@@ -116,17 +116,17 @@ def test_every_preset_runs_forward_and_backward(name):
 
 
 def test_early_exit_computes_only_the_first_stacks():
-    net = build_network(TINY)
+    net = build_network(TINY_NET)
     x = np.random.default_rng(1).uniform(0, 255, (1, 32, 32, 3)).astype(np.float32)
     full = [np.asarray(o) for o in net(x, training=False)]
-    for k, r in enumerate(TINY.schedule, start=1):
+    for k, r in enumerate(TINY_NET.schedule, start=1):
         early = inference_model(net, stack=k)
-        assert tuple(early.output.shape) == (None, r, r, TINY.num_joints)
+        assert tuple(early.output.shape) == (None, r, r, TINY_NET.num_joints)
         names = {l.name for l in early.layers}
         assert f"stack{k}" in names and f"stack{k + 1}" not in names
         np.testing.assert_allclose(np.asarray(early(x, training=False)), full[k - 1],
                                    rtol=1e-5, atol=1e-5)
-    assert tuple(inference_model(net).output.shape) == (None, 16, 16, TINY.num_joints)
+    assert tuple(inference_model(net).output.shape) == (None, 16, 16, TINY_NET.num_joints)
     for bad in (0, 4):
         with pytest.raises(ValueError, match="stack must be in 1..3"):
             inference_model(net, stack=bad)
@@ -135,7 +135,7 @@ def test_early_exit_computes_only_the_first_stacks():
 @pytest.mark.parametrize("variant", [{"fusion": "concat"}, {"lateral": True},
                                      {"fusion": "concat", "lateral": True, "block": "irb"}])
 def test_fusion_and_lateral_variants_build(variant):
-    cfg = TINY.replace(**variant)
+    cfg = TINY_NET.replace(**variant)
     net = build_network(cfg)
     names = {l.name for l in net.layers}
     if cfg.fusion == "concat":
@@ -162,7 +162,7 @@ def test_invalid_configs_raise_clear_errors(kwargs, message):
 
 def test_invalid_build_options_raise_clear_errors():
     with pytest.raises(ValueError, match="unknown block 'dense'"):
-        build_network(TINY.replace(block="dense"))
+        build_network(TINY_NET.replace(block="dense"))
     with pytest.raises(ValueError, match="not reachable"):
         build_network(ModelConfig(input_size=96, schedule=(16,), filters=8))
     with pytest.raises(ValueError, match="unknown preset 'hg-9'.*mssh-8"):

@@ -12,13 +12,13 @@ import scipy.io
 
 from mssh_keras.data import mpii
 from mssh_keras.data.records import DatasetFilesError
+from conftest import REAL_DATA
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared/data/real"
-ANNOT = REAL / "mpii_annot_pose_hg_train/data/mpii/annot"
+ANNOT = REAL_DATA / "mpii_annot_pose_hg_train/data/mpii/annot"
 VALID_H5 = ANNOT / "valid.h5"
-MMPOSE = REAL / "mmpose_testdata/tests/data/mpii"
+MMPOSE = REAL_DATA / "mmpose_testdata/tests/data/mpii"
 JSON = MMPOSE / "test_mpii.json"
-GT_MAT = REAL / "mpii_eval_pytorch_pose/evaluation/data/detections_our_format.mat"
+GT_MAT = REAL_DATA / "mpii_eval_pytorch_pose/evaluation/data/detections_our_format.mat"
 SHARED = ("005808361.jpg", "051423444.jpg", "004645041.jpg")
 
 
@@ -213,7 +213,7 @@ def test_h5_head_sizes_are_the_official_pckh_normaliser(valid):
     """valid.h5's head size must equal 0.6 x the official head-box diagonal, person by person."""
     from mssh_keras.metrics import head_sizes_from_boxes
 
-    gt = scipy.io.loadmat(REAL / "mpii_eval_pytorch_pose/evaluation/data/detections_our_format.mat")
+    gt = scipy.io.loadmat(GT_MAT)
     official = head_sizes_from_boxes(gt["headboxes_src"].transpose(2, 0, 1))
     ours = np.array([r["head_size"] for r in valid])
     assert ours.shape == official.shape

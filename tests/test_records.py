@@ -3,7 +3,6 @@ import logging
 import shutil
 import struct
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -11,9 +10,9 @@ import pytest
 
 from mssh_keras.data import lspet
 from mssh_keras.data.records import check_records, image_header, index_images, make_record
+from conftest import REAL_DATA
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared/data/real"
-LSPET = REAL / "lspet_axelcarlier"
+LSPET = REAL_DATA / "lspet_axelcarlier"
 
 
 def sof_only_jpeg(data: bytes) -> bytes:

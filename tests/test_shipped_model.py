@@ -6,17 +6,16 @@ as a PCK that no longer matches the number recorded when the model was shipped.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from mssh_keras import SHIPPED_MODEL_DIR
 from mssh_keras.data.lspet import read_lspet
 from mssh_keras.evaluator import score_records
+from conftest import REAL_DATA
 
-ROOT = Path(__file__).resolve().parents[1]
 MODEL_DIR = SHIPPED_MODEL_DIR
-LSPET = ROOT.parent / "shared/data/real/lspet_axelcarlier"
+LSPET = REAL_DATA / "lspet_axelcarlier"
 CARD = json.loads((MODEL_DIR / "card.json").read_text())
 
 

@@ -14,12 +14,12 @@ import tensorflow_datasets as tfds
 from mssh_keras.data import datasets, lsp, lspet, mpii
 from mssh_keras.data.records import DatasetFilesError, image_header
 from mssh_keras.data.tfds_builders import Lsp, Lspet, Mpii
+from conftest import REAL_DATA
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared/data/real"
-LSPET = REAL / "lspet_axelcarlier"
-LSP_MAT = REAL / "lsp_original_annotations_mobilepose/joints.mat"
-MPII_ANNOT = REAL / "mpii_annot_pose_hg_train/data/mpii/annot"
-MMPOSE = REAL / "mmpose_testdata/tests/data/mpii"
+LSPET = REAL_DATA / "lspet_axelcarlier"
+LSP_MAT = REAL_DATA / "lsp_original_annotations_mobilepose/joints.mat"
+MPII_ANNOT = REAL_DATA / "mpii_annot_pose_hg_train/data/mpii/annot"
+MMPOSE = REAL_DATA / "mmpose_testdata/tests/data/mpii"
 
 
 def make_lspet_manual(root: Path, n: int = 20) -> Path:

@@ -3,7 +3,9 @@
 Each element is a dict of the example contract: image uint8 (H, W, 3) RGB, joints float32
 (K, 2) 0-based pixels, flags int32 (K,) 2/1/0, center float32 (2,), scale float32 (),
 image_id string. Real datasets go through their TFDS builder, which is prepared from
-``manual_dir`` on first use and read from ``data_dir`` afterwards.
+``manual_dir`` on first use and read from ``data_dir`` afterwards. The prepared copy
+records what it was built from; a later ``manual_dir`` with other files is refused with
+a message (delete the prepared folder to rebuild), never silently ignored.
 
 Names: "lsp", "lspet", "mpii" and the combination "lsp+lspet" (the usual LSP training
 set: LSP train + all of LSPET; its "test" split is LSP test). For combinations,
@@ -82,11 +84,15 @@ def _load_real(name: str, split: str, data_dir: str | None,
                manual_dir: str | None) -> tf.data.Dataset:
     import tensorflow_datasets as tfds
 
-    from mssh_keras.data.tfds_builders import BUILDERS
+    from mssh_keras.data.tfds_builders import (BUILDERS, check_source, is_prepared,
+                                               record_source)
 
     if split not in SPLITS[name]:
         raise ValueError(f"{name}: unknown split {split!r}; known: {sorted(SPLITS[name])}")
     builder = BUILDERS[name](data_dir=data_dir)
+    prepared = is_prepared(builder)
+    if prepared and manual_dir is not None:  # built from these files? (else refuse)
+        check_source(builder, manual_dir)
     try:
         builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
             manual_dir=manual_dir, try_download_gcs=False))
@@ -94,6 +100,8 @@ def _load_real(name: str, split: str, data_dir: str | None,
         if "Manual directory" not in str(e):
             raise
         raise DatasetFilesError(f"{name}: {e}") from None
+    if not prepared and manual_dir is not None:
+        record_source(builder, manual_dir)
     stored = builder.info.splits
     if split == "all":
         spec = "+".join(s for s in SPLITS[name] if s in stored)

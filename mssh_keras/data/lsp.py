@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mssh_keras.data.records import (DatasetFilesError, index_images, load_mat_variable,
-                                     make_record, summarize_names)
+from mssh_keras.data.records import (OCCLUDED, VISIBLE, DatasetFilesError, index_images,
+                                     load_mat_variable, make_record, summarize_names)
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def split_numbers(n: int, split: str) -> list[int]:
 
 def convert_flags(raw: np.ndarray) -> np.ndarray:
     """LSP flag (1 = occluded, 0 = visible) -> contract flag (1 occluded, 2 visible)."""
-    return np.where(np.asarray(raw) > 0.5, 1, 2).astype(np.int32)
+    return np.where(np.asarray(raw) > 0.5, OCCLUDED, VISIBLE).astype(np.int32)
 
 
 def records_from_joints(joints: np.ndarray, numbers, images_dir: str | os.PathLike,

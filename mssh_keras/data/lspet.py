@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from mssh_keras.data.lsp import index_dataset, load_joints, records_from_joints
+from mssh_keras.data.records import MISSING, VISIBLE
 
 SPLITS = ("train", "val", "all")
 VAL_EVERY = 10
@@ -44,7 +45,7 @@ def in_split(number: int, split: str) -> bool:
 
 def convert_flags(raw: np.ndarray) -> np.ndarray:
     """LSPET flag (1 = visible, 0 = not annotated) -> contract flag (2 / 0)."""
-    return np.where(np.asarray(raw) > 0.5, 2, 0).astype(np.int32)
+    return np.where(np.asarray(raw) > 0.5, VISIBLE, MISSING).astype(np.int32)
 
 
 def lspet_records(mat_path: str | os.PathLike, images_dir: str | os.PathLike,

@@ -35,7 +35,8 @@ from typing import Iterable
 
 import numpy as np
 
-from mssh_keras.data.records import DatasetFilesError, make_record, summarize_names
+from mssh_keras.data.records import (MISSING, OCCLUDED, VISIBLE, DatasetFilesError,
+                                     make_record, summarize_names)
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ def read_mpii_h5(h5_path: str | os.PathLike, images_dir: str | os.PathLike) -> l
     for name, center, scale, part, vis, head in zip(names, centers, scales, parts, visible,
                                                      heads):
         present = ~(part == 0).all(-1)
-        flags = np.where(present, np.where(vis > 0, 2, 1), 0)
+        flags = np.where(present, np.where(vis > 0, VISIBLE, OCCLUDED), MISSING)
         records.append(make_record(images_dir / name, part - 1.0, flags, name,
                                    center=np.asarray(center) - 1.0,
                                    scale=PIXEL_STD * float(scale), head_size=float(head)))
@@ -122,7 +123,7 @@ def read_mpii_json(json_path: str | os.PathLike, images_dir: str | os.PathLike) 
         if joints.shape != (NUM_JOINTS, 2) or vis.shape != (NUM_JOINTS,):
             raise ValueError(f"{json_path}: entry {k} ({name}) has joints {joints.shape} / "
                              f"joints_vis {vis.shape}, expected (16, 2) / (16,)")
-        flags = np.where(vis > 0, 2, 0)
+        flags = np.where(vis > 0, VISIBLE, MISSING)
         if center[0] == -1:  # HRNet's marker for "no box": derive it from the joints
             c, s = None, None
         else:
@@ -206,11 +207,12 @@ def read_mpii_mat(mat_path: str | os.PathLike, images_dir: str | os.PathLike,
             if not points:
                 continue  # a head box or position only: not a pose annotation
             joints = np.zeros((NUM_JOINTS, 2))
-            flags = np.zeros(NUM_JOINTS, np.int32)
+            flags = np.full(NUM_JOINTS, MISSING, np.int32)
             for p in points:
                 jid = int(p.id)
                 joints[jid] = float(p.x) - 1.0, float(p.y) - 1.0
-                flags[jid] = 1 if _visibility(getattr(p, "is_visible", None)) == 0 else 2
+                flags[jid] = (OCCLUDED if _visibility(getattr(p, "is_visible", None)) == 0
+                              else VISIBLE)
             objpos, scale = getattr(rect, "objpos", None), getattr(rect, "scale", None)
             try:
                 c, s = hourglass_box((float(objpos.x), float(objpos.y)), float(scale))

@@ -3,8 +3,11 @@
 Input: a dataset of example dicts (see ``mssh_keras/data/__init__.py``). Training
 examples get a random scale (0.75-1.25), rotation (+-30 deg, on 60 % of examples, as
 Newell), horizontal flip with the left/right joint swap, and colour jitter; evaluation
-is deterministic. The crop is one affine warp per example (an image projective transform), built
-with the same formula as ``geometry.crop_matrix`` (a test checks they agree).
+is deterministic. Optionally (``zoom_out`` > 1, ``zoom_out_prob`` > 0) a share of the
+examples is zoomed out instead: the person small and anywhere in the crop, as in a
+letterboxed whole frame (what ``PoseEstimator.predict`` without a box starts from).
+The crop is one affine warp per example (an image projective transform), built with the
+same formula as ``geometry.crop_matrix`` (a test checks they agree).
 """
 from __future__ import annotations
 
@@ -24,6 +27,19 @@ class Augment:
     rotation_prob: float = 0.6
     flip_prob: float = 0.5
     color: float = 0.2       # brightness/contrast/saturation factors in [1-c, 1+c]
+    # Whole-frame-like views: with probability zoom_out_prob the crop side is multiplied
+    # by a log-uniform factor in [max(scale[1], 1), zoom_out] instead (the person
+    # 1/zoom_out of a normal crop's size at the smallest) and the crop is shifted so the
+    # person lies anywhere inside it. 1 / 0 = off (the stream of random draws unchanged).
+    zoom_out: float = 1.0
+    zoom_out_prob: float = 0.0
+
+    def __post_init__(self):
+        if not (0.0 < self.scale[0] <= self.scale[1]):
+            raise ValueError(f"Augment.scale must be 0 < lo <= hi, got {self.scale}")
+        if self.zoom_out < 1.0 or not 0.0 <= self.zoom_out_prob <= 1.0:
+            raise ValueError(f"Augment.zoom_out must be >= 1 and zoom_out_prob in [0, 1], "
+                             f"got {self.zoom_out}, {self.zoom_out_prob}")
 
 
 def crop_matrix_tf(center, scale, size: int, rotation_deg, flip):
@@ -72,16 +88,33 @@ def _jitter(image, strength: float):
     return tf.clip_by_value(image * f[2], 0.0, 255.0)          # brightness
 
 
+def _zoom_out(s, center, scale, augment: Augment):
+    """(scale factor, crop centre) of a whole-frame-like view on ``zoom_out_prob`` of the
+    examples: the person (extent scale / 1.25, the joint-box padding) small in the crop,
+    shifted anywhere the crop still holds it."""
+    from ..geometry import JOINT_BOX_PADDING
+
+    far = tf.random.uniform(()) < augment.zoom_out_prob
+    lo = math.log(max(augment.scale[1], 1.0))
+    z = tf.exp(tf.random.uniform((), lo, math.log(augment.zoom_out)))
+    room = tf.maximum(scale * z - scale / JOINT_BOX_PADDING, 0.0) / 2.0
+    shift = tf.random.uniform((2,), -1.0, 1.0) * room
+    return tf.where(far, z, s), tf.where(far, center + shift, center)
+
+
 def crop_example(ex: dict, size: int, flip_perm, augment: Augment | None):
     """Example dict -> crop (size, size, 3) float32 in [0, 255], joints/flags in the crop, M."""
+    center = tf.cast(ex["center"], tf.float32)
     if augment is not None:
         s = tf.random.uniform((), *augment.scale)
         rot = tf.where(tf.random.uniform(()) < augment.rotation_prob,
                        tf.random.uniform((), -augment.rotation, augment.rotation), 0.0)
         flip = tf.random.uniform(()) < augment.flip_prob
+        if augment.zoom_out > 1.0 and augment.zoom_out_prob > 0.0:
+            s, center = _zoom_out(s, center, tf.cast(ex["scale"], tf.float32), augment)
     else:
         s, rot, flip = tf.constant(1.0), tf.constant(0.0), tf.constant(False)
-    m = crop_matrix_tf(ex["center"], ex["scale"] * s, size, rot, flip)
+    m = crop_matrix_tf(center, ex["scale"] * s, size, rot, flip)
     image = warp(ex["image"], m, size)
     joints = tf.cast(ex["joints"], tf.float32) @ tf.transpose(m[:, :2]) + m[:, 2]
     flags = tf.cast(ex["flags"], tf.int32)

@@ -37,6 +37,7 @@ import numpy as np
 
 from ..geometry import center_scale_from_joints
 from ..skeleton import Skeleton, get_skeleton
+from .records import MISSING, OCCLUDED, VISIBLE
 
 # ---------------------------------------------------------------------------------------
 # Internal joint set (MPII16 names); other skeletons are mapped onto it by name.
@@ -565,14 +566,14 @@ def _render(seed: int, skeleton: Skeleton | str, size: int, debug: bool):
     allj = np.array([pt[n] for n in _JOINTS], np.float32)
     joints = allj[sk_idx]
     K = len(sk_idx)
-    flags = np.zeros(K, np.int32)
+    flags = np.full(K, MISSING, np.int32)
     owners = tuple(tuple(PART_ID[p] for p in _OWNERS[_JOINTS[j]]) for j in sk_idx)
     ij = np.rint(joints).astype(np.int64)
     inside = (ij[:, 0] >= 0) & (ij[:, 0] < size) & (ij[:, 1] >= 0) & (ij[:, 1] < size)
     dropped = inside & (rnd.rng.random(K) < 0.01)
     for j in range(K):
         if inside[j] and not dropped[j]:
-            flags[j] = 2 if int(label[ij[j, 1], ij[j, 0]]) in owners[j] else 1
+            flags[j] = VISIBLE if int(label[ij[j, 1], ij[j, 0]]) in owners[j] else OCCLUDED
     center, scale = center_scale_from_joints(joints, np.ones(K, bool))
     example = {"image": img, "joints": joints, "flags": flags,
                "center": np.asarray(center, np.float32), "scale": np.float32(scale),

@@ -3,23 +3,34 @@
 Importing this module registers ``lsp``, ``lspet`` and ``mpii`` with TFDS. Nothing is
 downloaded: each builder reads ``manual_dir`` (the dataset folder itself, or a folder that
 holds it under the dataset's name, e.g. ``MANUAL/lspet/joints.mat``), lists records with
-the readers in this package, checks every image (``check_records`` with a full decode, so
-a truncated or corrupt file is skipped and logged with its name at build time instead of
-crashing an epoch later) and stores each JPEG's bytes unchanged.
+the readers in this package, checks every image (``check_records`` with a full decode by
+TensorFlow's decoder, the one training uses, so a truncated or corrupt file is skipped and
+logged with its name at build time instead of crashing an epoch later) and stores each
+JPEG's bytes unchanged.
+
+What each prepared dataset was built from (the manual folder, its files' names, sizes and
+CRC-32 checksums, and a digest of them) is recorded next to it in
+``SOURCE_RECORD``; ``check_source`` refuses, with a message saying what to do, a
+``manual_dir`` whose files differ, instead of silently reading the old prepared data.
 
 Splits: lsp train/test, lspet train/val (TFDS reserves "all"; use "train+val"),
 mpii train/val.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
+import zlib
 from pathlib import Path
 
 import numpy as np
 import tensorflow_datasets as tfds
 
 from mssh_keras.data import lsp, lspet, mpii
-from mssh_keras.data.records import DatasetFilesError, check_records
+from mssh_keras.data.records import DatasetFilesError, check_records, summarize_names
+from mssh_keras.paths import portable_path, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -147,3 +158,130 @@ class Mpii(_PoseBuilder):
 
 
 BUILDERS: dict[str, type[_PoseBuilder]] = {"lsp": Lsp, "lspet": Lspet, "mpii": Mpii}
+
+
+# --------------------------------------------------------------------------------------
+# Provenance: what a prepared dataset was built from.
+SOURCE_RECORD = "mssh_source.json"
+
+
+def manual_root(builder: _PoseBuilder, manual_dir: str | os.PathLike) -> Path:
+    return resolve_manual_root(Path(manual_dir), builder.name, builder.MARKER,
+                               builder.MANUAL_DOWNLOAD_INSTRUCTIONS)
+
+
+def _crc32(path: Path) -> int:
+    crc = 0
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            crc = zlib.crc32(block, crc)
+    return crc
+
+
+def source_fingerprint(root: str | os.PathLike, known: dict | None = None) -> dict:
+    """The manual folder's identity: every file's (name, size, CRC-32), hidden files
+    skipped, and a digest of them. Cheap on later checks: a file whose size and
+    modification time match ``known`` (the recorded ``index``) is not read again; only new
+    or touched files are (a copy of the folder is read once, then recorded)."""
+    root = Path(root)
+    known = known or {}
+    index: dict[str, list[int]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue
+            path = Path(dirpath) / name
+            rel, st = path.relative_to(root).as_posix(), path.stat()
+            old = known.get(rel)
+            if old and old[0] == st.st_size and old[1] == st.st_mtime_ns:
+                crc = old[2]
+            else:
+                crc = _crc32(path)
+            index[rel] = [st.st_size, st.st_mtime_ns, crc]
+    digest = hashlib.sha256("".join(f"{rel}\0{size}\0{crc}\n" for rel, (size, _, crc)
+                                    in index.items()).encode()).hexdigest()[:32]
+    return {"manual_dir": portable_path(root), "files": len(index),
+            "bytes": sum(v[0] for v in index.values()), "digest": digest, "index": index}
+
+
+def is_prepared(builder) -> bool:
+    return (Path(builder.data_dir) / "dataset_info.json").is_file()
+
+
+def record_source(builder: _PoseBuilder, manual_dir: str | os.PathLike) -> dict:
+    """Write what ``builder``'s prepared data was built from (atomically) and return it."""
+    record = {"dataset": builder.name, "version": str(builder.version),
+              **source_fingerprint(manual_root(builder, manual_dir))}
+    write_json_atomic(Path(builder.data_dir) / SOURCE_RECORD, record, indent=1)
+    return record
+
+
+def undecodable_examples(builder: _PoseBuilder) -> list[str]:
+    """Image ids of stored examples TensorFlow cannot decode (a full pass, a few ms each)."""
+    import tensorflow as tf
+
+    bad = []
+    for split in builder.info.splits:
+        raw = builder.as_dataset(split=split, decoders={"image": tfds.decode.SkipDecoding()})
+        for example in raw:
+            try:
+                tf.io.decode_image(example["image"], channels=3, expand_animations=False)
+            except (tf.errors.OpError, ValueError):
+                bad.append(example["image_id"].numpy().decode())
+    return bad
+
+
+def check_source(builder: _PoseBuilder, manual_dir: str | os.PathLike) -> None:
+    """Refuse a prepared dataset that was built from other files than ``manual_dir``'s.
+
+    Same files (names, sizes, annotation contents) at another path are fine. A dataset
+    prepared before sources were recorded is checked once (every image decoded by
+    TensorFlow) and then recorded as built from ``manual_dir``.
+    """
+    prepared = Path(builder.data_dir)
+    where = f"the prepared {builder.name} in {prepared}"
+    try:
+        root = manual_root(builder, manual_dir)
+    except DatasetFilesError:
+        raise DatasetFilesError(
+            f"--manual-dir {manual_dir} holds no {builder.name} files ({builder.MARKER}), but "
+            f"{where} exists: drop --manual-dir to use it, or point --manual-dir at the "
+            f"{builder.name} folder") from None
+    record_path = prepared / SOURCE_RECORD
+    if not record_path.is_file():
+        bad = undecodable_examples(builder)
+        if bad:
+            raise DatasetFilesError(
+                f"{where} (prepared by an older version) holds {len(bad)} image(s) "
+                f"TensorFlow cannot decode ({summarize_names(bad, 5)}): delete {prepared} "
+                f"to rebuild it from --manual-dir {manual_dir} (the rebuild skips them)")
+        record_source(builder, manual_dir)
+        log.warning("%s: recorded that %s was prepared from %s (it predates source "
+                    "records; if it was built from other files, delete it to rebuild)",
+                    builder.name, prepared, root)
+        return
+    try:
+        before = json.loads(record_path.read_text())
+        now = source_fingerprint(root, known=before["index"])
+        same = before["digest"] == now["digest"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise DatasetFilesError(f"{record_path} is damaged ({e}): delete {prepared} to "
+                                f"rebuild {builder.name} from --manual-dir") from None
+    if same:
+        if now["index"] != before["index"]:  # same contents, new times (a copy): remember
+            write_json_atomic(record_path, {**before, **now, "manual_dir": before["manual_dir"]},
+                              indent=1)
+        return
+    old, new = before["index"], now["index"]
+    changed = sorted(k for k in old.keys() & new.keys()
+                     if (old[k][0], old[k][2]) != (new[k][0], new[k][2]))
+    added, removed = sorted(new.keys() - old.keys()), sorted(old.keys() - new.keys())
+    what = "; ".join(f"{label} {len(names)} ({summarize_names(names, 3)})"
+                     for label, names in (("changed", changed), ("new", added),
+                                          ("missing", removed)) if names) \
+        or "the files differ"
+    raise DatasetFilesError(
+        f"--manual-dir {manual_dir} differs from the files {where} was built from "
+        f"({before.get('manual_dir')}): {what}. Delete {prepared} to rebuild from the new "
+        f"files, or pass another --data-dir")

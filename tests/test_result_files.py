@@ -10,7 +10,7 @@ import pytest
 import scipy.io
 
 from mssh_keras import metrics as M
-from mssh_keras.evaluation import read_predictions, save_report, write_predictions
+from mssh_keras.result_files import read_predictions, save_report, write_predictions
 from mssh_keras.skeleton import LSP14, MPII16
 
 
@@ -61,7 +61,7 @@ def test_save_report_writes_valid_json_with_nan_as_null(tmp_path):
 
 def test_decoding_and_metrics_do_not_import_tensorflow():
     """TF-free runtimes (LiteRT, ONNX) share these modules, so they must stay numpy-only."""
-    code = ("import sys, mssh_keras.decode, mssh_keras.metrics, mssh_keras.evaluation; "
+    code = ("import sys, mssh_keras.decode, mssh_keras.metrics, mssh_keras.result_files; "
             "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=str(Path(__file__).resolve().parents[1]))

@@ -1,4 +1,6 @@
-"""Writing predictions and metric reports to disk (pure numpy/scipy, no TensorFlow).
+"""Prediction and report files: writing predictions and metric reports to disk, reading
+predictions back (pure numpy/scipy, no TensorFlow). Running a model over a dataset to get
+them is ``mssh_keras.evaluator``'s job.
 
 Two prediction formats, written together:
 - JSON, ours and readable anywhere: ``{"skeleton", "joint_names", "coordinates",
@@ -15,12 +17,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import scipy.io
 
+from .paths import write_json_atomic
 from .skeleton import Skeleton
 
 
@@ -53,7 +57,7 @@ def write_predictions(path: str | Path, image_ids: Sequence[str], coords: np.nda
             for n, i in enumerate(ids)],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(jsonable(doc)))
+    write_json_atomic(path, jsonable(doc), indent=None, allow_nan=False)
 
     mat_path = path.with_suffix(".mat")
     one_based = xy + 1.0
@@ -63,7 +67,9 @@ def write_predictions(path: str | Path, image_ids: Sequence[str], coords: np.nda
         mat = {"preds": one_based}                         # (N, K, 2)
     else:
         raise ValueError(f"no MATLAB evaluation layout known for skeleton {skeleton.name}")
-    scipy.io.savemat(mat_path, mat)
+    tmp = mat_path.with_name(f".{mat_path.name}.{os.getpid()}.tmp")
+    scipy.io.savemat(tmp, mat, appendmat=False)
+    os.replace(tmp, mat_path)
     return path, mat_path
 
 
@@ -96,8 +102,7 @@ def jsonable(obj: Any) -> Any:
 
 
 def save_report(path: str | Path, report: dict) -> Path:
-    """Metric report (metrics.lsp_report / mpii_report) -> JSON; NaN becomes null."""
+    """Metric report (metrics.lsp_report / mpii_report) -> JSON, atomically; NaN becomes null."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(jsonable(report), indent=2, allow_nan=False))
-    return path
+    return write_json_atomic(path, jsonable(report), indent=2, allow_nan=False)

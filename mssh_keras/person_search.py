@@ -1,0 +1,306 @@
+"""Find the person in a whole frame, upright or upside down: coarse-to-fine crops (numpy).
+
+A single-person model sees one square crop. Given no box, the whole frame letterboxed
+shows a person far smaller than the training crops did; given an axis-aligned box, a
+person leaning or upside down is far from the (nearly) upright people it learned from.
+``search`` runs the model a few times, each crop chosen from the pose found so far:
+
+1. **first pass**: the given box, or the whole frame letterboxed (``PoseEstimator.crop``);
+2. **refine**: the crop around the confident joints of that pose (their box, floored by
+   the torso length when limbs are missed, padded like the training crops by the runtime);
+3. **re-crops** from the latest pose, repeated while the score improves, at most
+   ``max_recrops`` times (a crop almost identical to the last one is not run again);
+4. **upright** (optional): the best crop so far is run turned by 90, 180 and 270 degrees
+   (``orientations``; a model trained on nearly upright people cannot read the torso of
+   one upside down, so the best-scoring orientation comes first), then turned so that
+   the torso of the best pose (hips midpoint -> shoulders midpoint, weighted by the
+   joints' confidences) points straight up, BlazePose style. The keypoints come back
+   through the inverse of the rotated crop (``geometry.crop_matrix``'s ``rotation``, the
+   one place of that math). With a given box (and ``refine`` off, ``predict(image, box,
+   upright=True)``) the turned crop keeps the box's centre and contains the whole box.
+
+The result is the pass with the best score (mean joint confidence clipped to [0, 1]; a
+turned crop must win by ``upright_gain``, since most people stand upright), so the
+search never returns a worse score than its first pass; ``Pose.model_calls`` says how
+many crops the frame cost and ``Pose.scores`` the score of each, in order.
+
+Everything here is pure numpy on keypoints; the model runs through
+``PoseEstimator.predict(..., search=False)``, so every backend searches the same way.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from .skeleton import Skeleton
+
+FALLBACK_JOINT_THRESHOLD = 0.3  # for models without a calibrated threshold in their metadata
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Which stages run and how crops are chosen (each stage can be switched off)."""
+    refine: bool = True            # stage 2: crop the box of the first pass's confident joints
+    max_recrops: int = 2           # stage 3: further re-crops while the score improves (0: off)
+    upright: bool = False          # stage 4: crops turned so that the torso points up
+    orientations: int = 4          # upright: coarse crop orientations tried (4: every 90 deg;
+    #                                1: only the torso angle of the best axis-aligned pass)
+    joint_threshold: float | None = None  # joints at/above this shape the box; None: the
+    #                                       model's calibrated threshold, else 0.3
+    min_joints: int = 7            # fewer confident joints: use the most confident ones
+    torso_factor: float = 3.4      # body box side >= this x torso length (shoulders-hips)
+    margin: float = 1.0            # extra factor on the body box (the runtime pads 1.25)
+    min_gain: float = 0.0          # a new crop must beat the best score by more than this
+    upright_gain: float = 0.01     # a turned crop (stage 4) must beat it by more than this:
+    #                                most people stand upright (chosen on LSPET validation,
+    #                                where 0.01 and 0.02 did alike and 0 turned too often)
+
+    def __post_init__(self):
+        if self.max_recrops < 0:
+            raise ValueError(f"max_recrops must be >= 0, got {self.max_recrops}")
+        if self.orientations < 1:
+            raise ValueError(f"orientations must be >= 1, got {self.orientations}")
+        if self.min_joints < 2:
+            raise ValueError(f"min_joints must be >= 2, got {self.min_joints}")
+        if not self.margin > 0 or not self.torso_factor >= 0:
+            raise ValueError(f"margin must be > 0 and torso_factor >= 0, got {self.margin}, "
+                             f"{self.torso_factor}")
+
+
+DEFAULT_SEARCH = SearchConfig()
+
+
+def resolve(search, box, upright: bool) -> SearchConfig | None:
+    """The search ``PoseEstimator.predict`` runs, or None for a single pass.
+
+    ``search`` None: coarse to fine without a box, one pass in a given box; ``upright``
+    adds the turned crops either way (with a box: the box's centre and extent, turned).
+    True: the default search even with a box. False: one pass, always. A SearchConfig:
+    that one (``upright=True`` switches its upright stage on).
+    """
+    if search is False:
+        if upright:
+            raise ValueError("upright=True needs a second pass; it cannot be combined with "
+                             "search=False")
+        return None
+    if search is None or search is True:
+        if box is not None:
+            return SearchConfig(refine=False, max_recrops=0, upright=True) if upright else None
+        cfg = DEFAULT_SEARCH
+    elif isinstance(search, SearchConfig):
+        cfg = search
+    else:
+        raise TypeError(f"search must be None, False, True or a SearchConfig, got {search!r}")
+    return dataclasses.replace(cfg, upright=True) if upright else cfg
+
+
+def pose_score(confidence) -> float:
+    """Mean joint confidence clipped to [0, 1] (occluded joints may score below 0)."""
+    c = np.asarray(confidence, np.float64)
+    return float(np.clip(c, 0.0, 1.0).mean()) if c.size else 0.0
+
+
+def rotation_matrix(rotation: float) -> np.ndarray:
+    """The 2x2 rotation ``geometry.crop_matrix`` applies (scale 1): image -> crop axes."""
+    t = np.deg2rad(float(rotation))
+    c, s = np.cos(t), np.sin(t)
+    return np.array([[c, s], [-s, c]])
+
+
+def _pair_midpoint(points, ok, a: int, b: int):
+    if ok[a] and ok[b]:
+        return (points[a] + points[b]) / 2.0
+    if ok[a] or ok[b]:
+        return points[a] if ok[a] else points[b]
+    return None
+
+
+def _torso_indices(skeleton: Skeleton) -> tuple[tuple[int, int], tuple[int, int]]:
+    names = skeleton.joints
+    try:
+        return ((names.index("l_hip"), names.index("r_hip")),
+                (names.index("l_shoulder"), names.index("r_shoulder")))
+    except ValueError:
+        raise ValueError(f"skeleton {skeleton.name!r} lacks hips/shoulders (l_hip, r_hip, "
+                         f"l_shoulder, r_shoulder): no torso to orient a crop by") from None
+
+
+def torso(keypoints, ok, skeleton: Skeleton):
+    """(hips midpoint, shoulders midpoint) of the joints marked ``ok``; None where missing."""
+    hips, shoulders = _torso_indices(skeleton)
+    pts = np.asarray(keypoints, np.float64)
+    return _pair_midpoint(pts, ok, *hips), _pair_midpoint(pts, ok, *shoulders)
+
+
+def upright_rotation(hips, shoulders) -> float | None:
+    """Crop rotation (degrees, ``geometry.crop_matrix`` convention) that turns the vector
+    hips -> shoulders straight up in the crop; None if either point is missing."""
+    if hips is None or shoulders is None:
+        return None
+    v = np.asarray(shoulders, np.float64) - np.asarray(hips, np.float64)
+    if not np.isfinite(v).all() or np.hypot(*v) < 1e-6:
+        return None
+    return float(np.degrees(np.arctan2(v[0], -v[1])))
+
+
+def torso_rotation(keypoints, confidence, skeleton: Skeleton) -> float | None:
+    """Crop rotation that puts a predicted pose upright: hips -> shoulders, each midpoint
+    weighted by the joints' confidences (a weak joint of a pair counts less)."""
+    (lh, rh), (ls, rs) = _torso_indices(skeleton)
+    pts = np.asarray(keypoints, np.float64)
+    w = np.clip(np.asarray(confidence, np.float64), 1e-3, None)
+
+    def mid(a, b):
+        return (pts[a] * w[a] + pts[b] * w[b]) / (w[a] + w[b])
+
+    return upright_rotation(mid(lh, rh), mid(ls, rs))
+
+
+def lean_angle(keypoints, valid, skeleton: Skeleton) -> float:
+    """How far the torso leans from upright, 0..180 degrees (180 = upside down); NaN when
+    the hips or the shoulders are not annotated. For evaluation subsets (ground truth)."""
+    hips, shoulders = torso(keypoints, np.asarray(valid, bool), skeleton)
+    rot = upright_rotation(hips, shoulders)
+    return float("nan") if rot is None else abs(rot)
+
+
+def confident_joints(confidence, threshold: float, min_joints: int) -> np.ndarray:
+    """Joints at/above ``threshold``; if fewer than ``min_joints``, the most confident ones."""
+    conf = np.asarray(confidence, np.float64)
+    ok = conf >= threshold
+    if ok.sum() < min_joints:
+        ok = np.zeros(conf.shape, bool)
+        ok[np.argsort(-conf, kind="stable")[:min_joints]] = True
+    return ok
+
+
+def roi_from_pose(keypoints, ok, skeleton: Skeleton, rotation: float,
+                  torso_factor: float = DEFAULT_SEARCH.torso_factor,
+                  margin: float = 1.0) -> tuple[np.ndarray, float] | None:
+    """Centre and side of the body box of the ``ok`` joints, measured in a frame rotated by
+    ``rotation`` degrees (the crop's axes); the side is at least ``torso_factor`` x the
+    torso length. None when fewer than 2 usable joints."""
+    pts = np.asarray(keypoints, np.float64)
+    ok = np.asarray(ok, bool) & np.isfinite(pts).all(axis=1)
+    if ok.sum() < 2:
+        return None
+    r = rotation_matrix(rotation)
+    ref = pts[ok].mean(axis=0)
+    q = (pts[ok] - ref) @ r.T                       # joints in the crop's axes
+    lo, hi = q.min(axis=0), q.max(axis=0)
+    side = float((hi - lo).max())
+    hips, shoulders = torso(pts, ok, skeleton)
+    if hips is not None and shoulders is not None:
+        side = max(side, torso_factor * float(np.linalg.norm(shoulders - hips)))
+    center = ref + r.T @ ((lo + hi) / 2.0)          # back to image axes
+    side *= margin
+    if not side > 1.0:
+        return None
+    return center, side
+
+
+def rotated_box_roi(box, rotation: float) -> tuple[np.ndarray, float]:
+    """Centre and side of the square, rotated by ``rotation``, that contains ``box``."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    w, h = abs(x1 - x0), abs(y1 - y0)
+    c, s = abs(np.cos(np.deg2rad(rotation))), abs(np.sin(np.deg2rad(rotation)))
+    side = max(w * c + h * s, w * s + h * c, 1.0)
+    return np.array([(x0 + x1) / 2.0, (y0 + y1) / 2.0]), float(side)
+
+
+def square_box(center, side: float) -> tuple[float, float, float, float]:
+    """The body box (x0, y0, x1, y1) of that centre and side (the runtime pads it)."""
+    cx, cy = (float(v) for v in center)
+    h = float(side) / 2.0
+    return (cx - h, cy - h, cx + h, cy + h)
+
+
+def _same_roi(a, b, tol: float = 0.03, angle_tol: float = 3.0) -> bool:
+    """Whether two (box, rotation) crops are practically the same (running it again would
+    give practically the same pose)."""
+    if a is None or b is None:
+        return False
+    (ba, ra), (bb, rb) = a, b
+    if abs((ra - rb + 180.0) % 360.0 - 180.0) > angle_tol:
+        return False
+    if ba is None or bb is None:
+        return ba is None and bb is None
+    ba, bb = np.asarray(ba, np.float64), np.asarray(bb, np.float64)
+    side = max(ba[2] - ba[0], 1e-6)
+    return bool(np.abs(ba - bb).max() <= tol * side)
+
+
+def joint_threshold(estimator, config: SearchConfig) -> float:
+    if config.joint_threshold is not None:
+        return float(config.joint_threshold)
+    calibrated = (getattr(estimator, "metadata", None) or {}).get("thresholds") or {}
+    return float(calibrated.get("joint_threshold", FALLBACK_JOINT_THRESHOLD))
+
+
+def search(estimator, image_rgb, box=None, flip_test: bool = False,
+           config: SearchConfig = DEFAULT_SEARCH, rotation: float = 0.0):
+    """Coarse-to-fine pose of the one person in ``image_rgb`` (see the module docstring).
+
+    ``estimator`` is a ``PoseEstimator`` (anything with ``predict(image, box, flip_test,
+    rotation=..., search=False)`` returning a Pose, ``skeleton`` and ``metadata``).
+    ``box`` (x0, y0, x1, y1) and ``rotation`` are the first pass's crop (None: the whole
+    frame). Returns the best pass's Pose with ``model_calls``, ``model_ms`` (all passes)
+    and ``scores`` (every pass, in order) filled in.
+    """
+    cfg = config
+    skeleton = estimator.skeleton
+    _torso_indices(skeleton)  # fail early, before any model call
+    threshold = joint_threshold(estimator, cfg)
+    passes: list = []
+    scores: list[float] = []
+    state = {"best": None, "best_score": -np.inf, "last": None}
+
+    def run(crop, gain: float = cfg.min_gain) -> bool:
+        """Run one crop (box, rotation) unless it repeats the last; True if it beat the best
+        score by more than ``gain`` (and so became the best)."""
+        if crop is None or _same_roi(crop, state["last"]):
+            return False
+        pose = estimator.predict(image_rgb, crop[0], flip_test, rotation=crop[1],
+                                 search=False)
+        state["last"] = crop
+        passes.append(pose)
+        scores.append(pose_score(pose.confidence))
+        if len(passes) == 1 or scores[-1] > state["best_score"] + gain:
+            state["best"], state["best_score"] = pose, scores[-1]
+            return True
+        return False
+
+    def fitted(pose, rot):
+        """The crop around ``pose``'s confident joints, in axes rotated by ``rot``."""
+        ok = confident_joints(pose.confidence, threshold, cfg.min_joints)
+        roi = roi_from_pose(pose.keypoints, ok, skeleton, rot, cfg.torso_factor, cfg.margin)
+        return None if roi is None else (square_box(*roi), float(rot))
+
+    # 1. the given box or the whole frame; 2-3. crops around the joints while improving.
+    run((None if box is None else tuple(float(v) for v in box), float(rotation)))
+    if cfg.refine:
+        for _ in range(1 + cfg.max_recrops):
+            best = state["best"]
+            if not run(fitted(best, best.rotation)):
+                break
+    # 4. upright: the best crop at the other coarse orientations, then turned so that the
+    #    torso of the best of those points up.
+    if cfg.upright:
+        base = state["best"]
+        if cfg.orientations > 1:
+            step = 360.0 / cfg.orientations
+            for k in range(1, cfg.orientations):
+                run((base.box, (base.rotation + k * step) % 360.0), cfg.upright_gain)
+        best = state["best"]
+        rot = torso_rotation(best.keypoints, best.confidence, skeleton)
+        if rot is not None:
+            if box is not None and not cfg.refine:   # keep the given box, turned upright
+                center, side = rotated_box_roi(box, rot)
+                run((square_box(center, side), rot), cfg.upright_gain)
+            else:
+                run(fitted(best, rot), cfg.upright_gain)
+    return dataclasses.replace(state["best"], model_calls=len(passes),
+                               model_ms=float(sum(p.model_ms for p in passes)),
+                               scores=tuple(scores))

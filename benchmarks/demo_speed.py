@@ -40,7 +40,7 @@ import cv2  # noqa: E402 - after the sys.path line
 import numpy as np  # noqa: E402
 
 from mssh_keras import SHIPPED_MODEL_DIR  # noqa: E402
-from mssh_keras.paths import portable_path  # noqa: E402
+from mssh_keras.paths import portable_path, write_json_atomic  # noqa: E402
 
 LSPET = ROOT.parent / "shared/data/real/lspet_axelcarlier"
 TRACK_PHOTO = "im00330.jpg"   # one the shipped model holds the track on (tests/test_demo.py)
@@ -198,7 +198,7 @@ def main(argv=None) -> int:
         "runs": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=1))
+    write_json_atomic(args.out, doc, indent=1)
     print(json.dumps({"summary": summary, "per_frame_pipeline": per_frame}, indent=1))
     print(f"wrote {args.out}")
     return 0

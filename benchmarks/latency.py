@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mssh_keras.paths import portable_path  # noqa: E402 - after the sys.path line
+from mssh_keras.paths import portable_path, write_json_atomic  # noqa: E402 - after sys.path
 
 DEFAULT_CACHE = Path(os.environ.get("MSSH_KERAS_CACHE", Path.home() / ".cache" / "mssh_keras"))
 ANCHOR_WHEEL = "mediapipe==0.10.14"
@@ -238,7 +238,7 @@ def main(argv=None) -> int:
         "versions": _versions(), "weights": notes, "rows": rows, "anchor": anchor,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_json_atomic(args.out, report, indent=2)
     print()
     print(format_table(rows, anchor))
     if max(load_start[0], load_end[0]) > (os.cpu_count() or 1):

@@ -9,7 +9,6 @@ targets, in parallel) should exceed the training step's images/s for the same pr
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from mssh_keras.config import get_preset  # noqa: E402
 from mssh_keras.data import datasets  # noqa: E402
 from mssh_keras.data.pipeline import training_pipeline  # noqa: E402
 from mssh_keras.model import build_network  # noqa: E402
+from mssh_keras.paths import write_json_atomic  # noqa: E402
 from mssh_keras.skeleton import get_skeleton  # noqa: E402
 from mssh_keras.trainer import PoseTrainer, make_optimizer  # noqa: E402
 
@@ -81,7 +81,7 @@ def main(argv=None) -> int:
               .get_intra_op_parallelism_threads(), "keras": keras.__version__,
               "tensorflow": tf.__version__}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(result, indent=2))
+    write_json_atomic(args.json, result, indent=2)
     return 0 if pipe_ips > step_ips else 1
 
 

@@ -29,6 +29,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from mssh_keras.paths import write_json_atomic  # noqa: E402 - stdlib only, no TF
+
 # name -> (process group, precision, jit, batch). Groups: "tf" = TensorFlow's defaults
 # (as train.py ran before this benchmark); "onednn" = the same with oneDNN's CPU kernels
 # on (TF_ENABLE_ONEDNN_OPTS=1, train.py's default now); "onednn-t2" = that with 2 threads
@@ -234,7 +236,7 @@ def main(argv=None) -> int:
               "repeats": args.repeats, "steps_per_block": args.steps, "baseline": BASELINE,
               "load_average_at_end": os.getloadavg(), "rows": table}
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(result, indent=2))
+    write_json_atomic(args.output, result, indent=2)
     print(f"wrote {args.output}")
     return 0
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import warnings
 from dataclasses import dataclass
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -80,10 +79,7 @@ def use_onednn() -> None:
     forward + backward on an AVX2 CPU (benchmarks/README.md). Must run before TensorFlow
     is imported: train.py calls it first thing.
     """
-    if "tensorflow" in sys.modules:
-        if "TF_ENABLE_ONEDNN_OPTS" not in os.environ:
-            warnings.warn("use_onednn() after TensorFlow was imported has no effect",
-                          stacklevel=2)
+    if "tensorflow" in sys.modules:  # too late (train.py imported by a test): no effect
         return
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 

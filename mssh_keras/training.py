@@ -24,7 +24,7 @@ from .callbacks import (AdaptiveWeightLogger, Checkpointer, NaNGuard, Validation
 from .config import ModelConfig, TrainConfig, get_preset
 from .data.pipeline import Augment, eval_pipeline, training_pipeline
 from .model import build_network, float32_network
-from .paths import portable_path, writable_dir, write_json_atomic
+from .paths import REPO, portable_path, writable_dir, write_json_atomic
 from .precision import ComputeSettings, dtype_policy, resolve, set_cpu_threads
 from .skeleton import Skeleton, get_skeleton
 from .trainer import PoseTrainer, make_optimizer
@@ -103,7 +103,11 @@ def saved_options(output_dir: str | os.PathLike) -> dict | None:
     except (ValueError, KeyError, TypeError) as err:
         raise TrainingError(f"{path} is not a run configuration ({err}); restore it from "
                             f"a copy or start a new --output-dir") from None
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
+    options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
+    for key in ("data_dir", "manual_dir"):  # stored relative to the repository (portable_path)
+        if options.get(key):
+            options[key] = str(REPO / Path(options[key]).expanduser())
+    return options
 
 
 def scaled_learning_rate(base_lr: float, base_batch: int, batch: int) -> float:
@@ -238,10 +242,14 @@ def train(opts: RunOptions) -> dict:
     # example order; DATA's cost is that each worker also crops the examples it drops.
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    # A resumed run continues the data stream where it stopped instead of replaying its
+    # start: the same shuffled examples as an uninterrupted run. The examples already
+    # trained on are skipped before cropping (their images are still read and decoded).
+    done = state["epoch"] * steps * tcfg.batch_size if opts.resume else 0
     train_ds = training_pipeline(
         train_examples.repeat(), skeleton, mcfg.input_size, mcfg.schedule, tcfg.batch_size,
         tcfg.sigma, tcfg.visible_amplitude, tcfg.occluded_amplitude,
-        augmentation(opts), seed=opts.seed).with_options(options)
+        augmentation(opts), seed=opts.seed, skip=done).with_options(options)
     val_batches = []
     if chief:  # validation runs on the chief only, with the plain network, no collectives
         val_examples = load_examples(opts, "val").take(opts.val_examples)
@@ -263,10 +271,6 @@ def train(opts: RunOptions) -> dict:
         with strategy.scope():  # optimizer slots must be (mirrored) strategy variables
             state = Checkpointer.restore(out, trainer, network)
         initial_epoch, best = state["epoch"], state["best"]
-        # Continue the data stream where the run stopped instead of replaying its start:
-        # the same shuffled batches as an uninterrupted run (skipping costs one pass of
-        # the input pipeline over them, ~20 s per 1,000 batches of 16 here).
-        train_ds = train_ds.skip(initial_epoch * steps)
         print(f"resuming {out} after epoch {initial_epoch} (best val PCK {best:.1f} %)")
 
     # Non-chief workers run the same callbacks (so any collective op inside a save stays

@@ -76,7 +76,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from mssh_keras.evaluator import evaluate_model
-    from mssh_keras.paths import portable_path
+    from mssh_keras.paths import portable_path, write_json_atomic
     from mssh_keras.result_files import jsonable
     from mssh_keras.runtime import ModelLoadError
 
@@ -108,11 +108,11 @@ def main(argv=None) -> int:
     print(table)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(
-            {"dataset": args.dataset, "split": rows[0][1]["split"], "markdown": table,
-             "models": [{"label": label, "path": portable_path(path),
-                         "report": jsonable(report)}
-                        for (path, label), (_, report) in zip(specs, rows)]}, indent=1))
+        write_json_atomic(args.out, {
+            "dataset": args.dataset, "split": rows[0][1]["split"], "markdown": table,
+            "models": [{"label": label, "path": portable_path(path),
+                        "report": jsonable(report)}
+                       for (path, label), (_, report) in zip(specs, rows)]}, indent=1)
         print(f"wrote {args.out}", file=sys.stderr)
     return 0
 

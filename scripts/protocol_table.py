@@ -130,7 +130,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from mssh_keras.evaluator import evaluate_model, subset_pck
-    from mssh_keras.paths import portable_path
+    from mssh_keras.paths import portable_path, write_json_atomic
     from mssh_keras.person_search import SearchConfig
     from mssh_keras.result_files import jsonable
     from mssh_keras.runtime import PoseEstimator
@@ -170,10 +170,10 @@ def main(argv=None) -> int:
         print(f"On the {n_demo} photos the demo ran on:\n")
         print(demo_table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(jsonable({
+    write_json_atomic(args.out, jsonable({
         "model": portable_path(args.model), "dataset": args.dataset, "lean_deg": args.lean,
         "markdown": table, "demo_markdown": demo_table,
-        "reports": {label: report for label, report in rows}}), indent=1))
+        "reports": {label: report for label, report in rows}}), indent=1)
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 

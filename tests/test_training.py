@@ -35,7 +35,8 @@ def _opts(out: Path, **kw) -> RunOptions:
     shuffled data stream where the first part stopped (rather than replaying it)."""
     base = dict(preset="mssh-lite", dataset="synthetic", output_dir=str(out), epochs=3,
                 batch_size=4, steps_per_epoch=STEPS, val_examples=4, synthetic_train=3,
-                augment=False, verbose=0, learning_rate=1e-3, model_overrides=TINY)
+                augment=False, verbose=0, learning_rate=1e-3, model_overrides=TINY,
+                optimizer="rmsprop", lr_schedule="step")
     base.update(kw)
     return RunOptions(**base)
 
@@ -224,3 +225,20 @@ def test_a_bf16_run_saves_float32_models_that_export_and_verify(bf16_runs, tmp_p
                     verify_samples=4, echo=lambda *a: None)
     report = done.verification
     assert report["passed"] and report["max_abs_diff"] <= 1e-4, report
+
+
+def test_resume_reuses_the_saved_options_unless_the_command_line_names_them(runs):
+    """`train.py --output-dir RUN --resume` continues the run as it was started (optimizer,
+    schedule, augmentation...); options named on the command line (--epochs) win."""
+    sys.path.insert(0, str(REPO))
+    import train as train_py
+    out = runs["root"] / "straight"
+    argv = ["--output-dir", str(out), "--resume", "--epochs", "7", "--threads", "1"]
+    kw = train_py.resumed_options(dict(vars(train_py.parse_args(argv))), argv)
+    saved = json.loads((out / "run_config.json").read_text())["options"]
+    assert kw["resume"] and kw["output_dir"] == str(out)
+    assert (kw["epochs"], kw["threads"]) == (7, 1)
+    for key in ("preset", "dataset", "optimizer", "lr_schedule", "learning_rate", "augment",
+                "batch_size", "steps_per_epoch", "synthetic_train", "val_examples"):
+        assert kw[key] == saved[key], key
+    assert kw["preset"] == "mssh-lite" and kw["optimizer"] == "rmsprop"

@@ -130,8 +130,14 @@ def training_pipeline(ds: tf.data.Dataset, skeleton: Skeleton, input_size: int,
                       schedule: tuple[int, ...], batch_size: int, sigma: float = 1.0,
                       visible_amplitude: float = 1.0, occluded_amplitude: float = -1.0,
                       augment: Augment | None = Augment(), shuffle: int = 1000,
-                      seed: int | None = None, drop_remainder: bool = True) -> tf.data.Dataset:
-    """Examples -> batches of (image, (per-stack heatmaps, mask)) for ``PoseTrainer``."""
+                      seed: int | None = None, drop_remainder: bool = True,
+                      skip: int = 0) -> tf.data.Dataset:
+    """Examples -> batches of (image, (per-stack heatmaps, mask)) for ``PoseTrainer``.
+
+    ``skip`` drops that many shuffled examples before they are cropped (a resumed run
+    continues the stream without paying the crop, augmentation and targets of the part
+    already trained on).
+    """
     perm = skeleton.flip_permutation
 
     def to_xy(ex):
@@ -142,6 +148,8 @@ def training_pipeline(ds: tf.data.Dataset, skeleton: Skeleton, input_size: int,
 
     if shuffle:
         ds = ds.shuffle(shuffle, seed=seed, reshuffle_each_iteration=True)
+    if skip:
+        ds = ds.skip(skip)
     ds = ds.map(to_xy, num_parallel_calls=tf.data.AUTOTUNE, deterministic=augment is None)
     return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
 

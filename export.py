@@ -22,13 +22,12 @@ from pathlib import Path
 
 from mssh_keras import SHIPPED_MODEL_DIR
 from mssh_keras.cli import positive_int
+from mssh_keras.model_file import FORMATS, QUANTIZATIONS
 
 ROOT = Path(__file__).resolve().parent
 SHIPPED_MODEL = SHIPPED_MODEL_DIR / "model.keras"
 MODELS_DIR = SHIPPED_MODEL_DIR.parent  # shipped models: scripts/ship_model.py writes here
 EXPORTS_DIR = ROOT / "exports"         # the default destination (git-ignored)
-FORMATS = ("savedmodel", "tflite", "onnx")
-QUANTIZATIONS = ("fp32", "fp16", "dynamic", "int8")
 
 
 def _list(choices: tuple[str, ...]):
@@ -115,6 +114,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from mssh_keras import export as ex
+    from mssh_keras.data.sample_crops import SampleCrops
+    from mssh_keras.model_file import ModelFileError
     from mssh_keras.paths import OutputDirError
 
     try:
@@ -144,15 +145,16 @@ def main(argv=None) -> int:
             source = model
             name = args.name or model.name.removesuffix(".keras").removesuffix(".weights.h5")
         limits = dict(ex.MOVED_LIMITS, **dict(args.max_moved))
+        # The crops to verify (and calibrate int8) with; export reads no dataset itself.
+        crops = SampleCrops(args.representative, args.data_dir, args.manual_dir)
         results = ex.export(
-            network, args.format, out, source=source, quantizations=args.quantize,
-            stack=args.stack, batch_size=args.batch_size, input_size=args.input_size,
-            skeleton=args.skeleton, preset=args.preset, base_name=name,
-            representative=args.representative,
-            calibration_samples=args.calibration_samples, verify_samples=args.verify_samples,
-            data_dir=args.data_dir, manual_dir=args.manual_dir, num_threads=args.threads,
-            limits=limits, check=False)
-    except (ex.ExportError, OutputDirError) as e:
+            network, args.format, out, crops=crops, source=source,
+            quantizations=args.quantize, stack=args.stack, batch_size=args.batch_size,
+            input_size=args.input_size, skeleton=args.skeleton, preset=args.preset,
+            base_name=name, calibration_samples=args.calibration_samples,
+            verify_samples=args.verify_samples, num_threads=args.threads, limits=limits,
+            check=False)
+    except (ModelFileError, OutputDirError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     failed = [r for r in results if not r.verification["passed"]]

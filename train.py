@@ -21,7 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=f"presets:\n{presets}\n\ndatasets: synthetic (default, offline), "
-               "synthetic-mpii, lsp, lspet, mpii, lsp+lspet")
+               "synthetic-mpii, lsp, lspet, mpii, lsp+lspet, and coco: any COCO keypoints "
+               "JSON (--annotations, --images; docs/your-own-data.md)")
     ap.add_argument("--preset", default="mssh-lite", choices=sorted(PRESETS))
     ap.add_argument("--dataset", default="synthetic")
     ap.add_argument("--epochs", type=positive_int)
@@ -73,6 +74,27 @@ def build_parser() -> argparse.ArgumentParser:
                     help="CPU threads per op (e.g. 1 to run two trainings side by side)")
     ap.add_argument("--data-dir", help="TFDS data directory (prepared datasets)")
     ap.add_argument("--manual-dir", help="folder with the official dataset files")
+    coco = ap.add_argument_group("--dataset coco (your own keypoints, docs/your-own-data.md)")
+    coco.add_argument("--annotations", metavar="FILE.json",
+                      help="COCO keypoints JSON (CVAT, Label Studio, Roboflow exports)")
+    coco.add_argument("--images", metavar="DIR",
+                      help="folder of its images (default: the JSON's folder)")
+    coco.add_argument("--val-annotations", metavar="FILE.json",
+                      help="validation file; default: a fixed ~10%% of --annotations' images "
+                           "(CRC-32 of the file name divisible by 10)")
+    coco.add_argument("--val-images", metavar="DIR", help="its images (default: --images)")
+    coco.add_argument("--category", help="keypoint category (name or id), if there are several")
+    coco.add_argument("--flip-pairs", metavar="A:B,...",
+                      help="left/right joint pairs swapped by mirroring, by name or 1-based "
+                           "number, or 'none'; default: derived from left_/right_ names")
+    ft = ap.add_argument_group("fine-tuning")
+    ft.add_argument("--init", metavar="MODEL.keras",
+                    help="start from this trained network (its architecture and, without "
+                         "--preset, its preset's recipe); heatmap heads are rebuilt when the "
+                         "joints differ, keeping the joints of the same name")
+    ft.add_argument("--freeze-trunk-epochs", type=non_negative_int, default=0, metavar="N",
+                    help="with --init: keep the pre-processing network frozen for the first "
+                         "N epochs")
     ap.add_argument("--synthetic-train", type=positive_int, default=2000)
     ap.add_argument("--strategy", default="auto",
                     choices=["auto", "default", "mirrored", "multiworker"],
@@ -112,8 +134,14 @@ def main(argv=None) -> int:
     from mssh_keras.training import RunOptions, TrainingError, train
 
     kw = dict(vars(args))
+    if args.init and not args.resume and "preset" not in explicit_options(argv):
+        from mssh_keras.config import PRESETS
+        from mssh_keras.finetune import describe_init
+        found = describe_init(args.init)["preset"]
+        if found in PRESETS:  # the recipe the init model was trained with
+            kw["preset"] = found
     if kw["output_dir"] is None:
-        kw["output_dir"] = f"runs/{args.preset}-{args.dataset}"
+        kw["output_dir"] = f"runs/{kw['preset']}-{args.dataset}"
     if args.resume:
         try:
             kw = resumed_options(kw, argv)

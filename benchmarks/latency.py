@@ -128,6 +128,7 @@ def export_preset(name: str, model_path: str | None, cache: Path, args) -> tuple
     """Export every format for one preset; returns {(fmt, quant): report/path} and a note."""
     from mssh_keras import export as ex
     from mssh_keras.config import get_preset
+    from mssh_keras.data.sample_crops import SampleCrops
     from mssh_keras.model import build_network
 
     out = cache / "latency" / (name + ("-trained" if model_path else "-untrained"))
@@ -162,7 +163,7 @@ def export_preset(name: str, model_path: str | None, cache: Path, args) -> tuple
     (out / "weights.txt").write_text(note + "\n")
     t0 = time.time()
     results = ex.export(network, ["savedmodel", "tflite", "onnx"], out, source=keras_path,
-                        quantizations=list(ex.QUANTIZATIONS), preset=name,
+                        crops=SampleCrops(), quantizations=list(ex.QUANTIZATIONS), preset=name,
                         verify_samples=args.verify_samples, num_threads=args.threads,
                         check=False, echo=lambda s: print("   ", s, flush=True))
     print(f"  exported {name} in {time.time() - t0:.0f} s", flush=True)
@@ -178,6 +179,7 @@ def main(argv=None) -> int:
     import numpy as np
 
     from mssh_keras import export as ex
+    from mssh_keras.data.sample_crops import sample_crops
     from mssh_keras.runtime import PoseEstimator
 
     models = dict(m.split("=", 1) for m in args.model)
@@ -194,7 +196,7 @@ def main(argv=None) -> int:
             meta[label] = (path, None if fmt == "keras" else exp["files"][(fmt, q)])
         size = ests["Keras (tf.function)"].input_size
         from mssh_keras.skeleton import LSP14
-        x = ex.sample_crops(LSP14, size, 1, split="val", seed=2)
+        x = sample_crops(LSP14, size, 1, split="val", seed=2)
         calls = {label: (lambda e=e: e.heatmaps(x)) for label, e in ests.items()}
         print(f"[{name}] timing {len(calls)} backends x {args.runs} interleaved runs...",
               flush=True)

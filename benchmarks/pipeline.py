@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from mssh_keras.codec import HeatmapCodec  # noqa: E402
 from mssh_keras.config import get_preset  # noqa: E402
 from mssh_keras.data import datasets  # noqa: E402
 from mssh_keras.data.pipeline import training_pipeline  # noqa: E402
@@ -53,7 +54,7 @@ def main(argv=None) -> int:
     cfg = preset.model.replace(num_joints=skeleton.num_joints)
     examples = datasets.load(args.dataset, "train", args.data_dir, args.manual_dir,
                              size=cfg.input_size, num=512)
-    pipe = training_pipeline(examples.repeat(), skeleton, cfg.input_size, cfg.schedule,
+    pipe = training_pipeline(examples.repeat(), skeleton, HeatmapCodec.from_config(cfg),
                              args.batch_size, shuffle=256)
     pipe_ips = images_per_second(iter(pipe), args.pipeline_batches, args.batch_size)
 

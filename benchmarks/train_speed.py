@@ -66,6 +66,7 @@ def child(group: str) -> None:
             cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
 
+    from mssh_keras.codec import HeatmapCodec
     from mssh_keras.config import get_preset
     from mssh_keras.data.datasets import load
     from mssh_keras.data.pipeline import Augment, training_pipeline
@@ -84,7 +85,7 @@ def child(group: str) -> None:
         mcfg = p.model.replace(num_joints=skeleton.num_joints)
         keras.utils.set_random_seed(0)
         examples = load("synthetic", "train", size=mcfg.input_size, num=512)
-        ds = training_pipeline(examples.repeat(), skeleton, mcfg.input_size, mcfg.schedule,
+        ds = training_pipeline(examples.repeat(), skeleton, HeatmapCodec.from_config(mcfg),
                                batch, augment=Augment(), shuffle=256, seed=0)
         with strategy.scope():
             trainer = build_trainer(mcfg, p.train, ComputeSettings(precision, jit), 100)

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 
 # pose_score: mean joint confidence clipped to [0, 1], the search's score (one definition).
-from mssh_keras.person_search import pose_score, rotation_matrix, torso, upright_rotation
+from mssh_keras.person_search import (pose_score, rotation_matrix, torso, torso_joints,
+                                      upright_rotation)
 from mssh_keras.skeleton import Skeleton
 
 
@@ -65,13 +66,11 @@ class RoiTracker:
     def __init__(self, skeleton: Skeleton, config: TrackerConfig | None = None):
         self.skeleton = skeleton
         self.config = config or TrackerConfig()
-        names = skeleton.joints
-        try:
-            self._hips = (names.index("l_hip"), names.index("r_hip"))
-            self._shoulders = (names.index("l_shoulder"), names.index("r_shoulder"))
-        except ValueError:
-            raise ValueError(f"skeleton {skeleton.name!r} lacks hips/shoulders; the tracker "
-                             f"needs l_hip, r_hip, l_shoulder, r_shoulder") from None
+        # Hips and shoulders under any spelling (left_hip, Left Hip...: joint_names). A
+        # joint set without them (an animal, an object) is tracked by the box of its
+        # confident joints alone, without the torso floor or the upright rotation.
+        found = torso_joints(skeleton)
+        self._hips, self._shoulders = found if found is not None else (None, None)
         self._center: np.ndarray | None = None
         self._half: float | None = None
         self._rotation = 0.0
@@ -114,13 +113,13 @@ class RoiTracker:
         if int(ok.sum()) < cfg.min_joints:
             return None
         conf_pts = pts[ok]
-        hips = _midpoint(pts, ok, *self._hips)
+        hips = _midpoint(pts, ok, *self._hips) if self._hips else None
         center = hips if hips is not None else (conf_pts.min(0) + conf_pts.max(0)) / 2.0
         # Square box: the farthest joint along the crop's x or y from the centre sets the
         # half side.
         along = (conf_pts - center) @ rotation_matrix(rotation).T
         half = cfg.body_factor * float(np.abs(along).max())
-        shoulders = _midpoint(pts, ok, *self._shoulders)
+        shoulders = _midpoint(pts, ok, *self._shoulders) if self._shoulders else None
         if hips is not None and shoulders is not None:
             half = max(half, cfg.torso_factor * float(np.linalg.norm(shoulders - hips)))
         return center, max(half, cfg.min_side / 2.0)

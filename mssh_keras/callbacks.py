@@ -12,10 +12,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from .codec import HeatmapCodec
 from .data.records import MISSING
-from .decode import decode_heatmaps
-from .geometry import heatmap_to_input
-from .metrics import lsp_report
+from .geometry import JOINT_BOX_PADDING
+from .metrics import keypoint_report, lsp_report
 from .paths import write_json_atomic
 from .skeleton import Skeleton
 
@@ -37,6 +37,9 @@ class ValidationPCK(keras.callbacks.Callback):
 
     Measured in crop coordinates: PCK is a ratio to the torso length, so the similarity
     transform back to the original image does not change it (evaluate.py does map back).
+    LSP-14 and MPII-16 get the torso PCK@0.2 and strict PCP@0.5; any other joint set
+    (a COCO-format dataset) the box-normalised PCK@0.2 (metrics.keypoint_report), the box
+    being the crop's person box: crop side / 1.25.
     """
 
     def __init__(self, eval_batches: list, network: keras.Model, skeleton: Skeleton,
@@ -44,28 +47,40 @@ class ValidationPCK(keras.callbacks.Callback):
         super().__init__()
         self.batches, self.network, self.skeleton = eval_batches, network, skeleton
         self.nan_guard = nan_guard
-        size = network.input.shape[1]
-        self.stride = size / network.outputs[-1].shape[1]
         last = network.outputs[-1]
+        self.codec = HeatmapCodec(network.input.shape[1], (last.shape[1],))
         self._predict = tf.function(keras.Model(network.input, last), reduce_retracing=True)
         self.last_report: dict | None = None
 
     def evaluate(self) -> dict:
         preds, gts, valid = [], [], []
         for image, meta in self.batches:
-            coords, _ = decode_heatmaps(np.asarray(self._predict(image)))
-            preds.append(heatmap_to_input(coords, self.stride))
+            preds.append(self.codec.decode(np.asarray(self._predict(image)))[0])
             gts.append(meta["crop_joints"])
             valid.append(meta["flags"] > MISSING)
-        self.last_report = lsp_report(np.concatenate(preds), np.concatenate(gts),
-                                      np.concatenate(valid), self.skeleton)
+        pred, gt, ok = np.concatenate(preds), np.concatenate(gts), np.concatenate(valid)
+        if self.lsp_style:
+            self.last_report = lsp_report(pred, gt, ok, self.skeleton)
+        else:
+            box = np.full(len(pred), self.network.input.shape[1] / JOINT_BOX_PADDING)
+            self.last_report = keypoint_report(pred, gt, ok, box, self.skeleton)
         return self.last_report
+
+    @property
+    def lsp_style(self) -> bool:
+        return bool(self.skeleton.pcp_limbs) and self.skeleton.torso_pair is not None
 
     def on_epoch_end(self, epoch, logs=None):
         if self.nan_guard is not None and self.nan_guard.failure:
             return  # broken weights: decoding NaN heatmaps would mask the guard's message
         report = self.evaluate()
         tables = report["tables"]
+        if not self.lsp_style:
+            logs["val_pck"] = tables["PCK (box)"]["@0.2"]
+            torso = tables.get("PCK@0.2 (torso)")
+            print(f"\nepoch {epoch + 1}: val PCK@0.2 (box) {logs['val_pck']:.1f} %"
+                  + (f" (torso PCK@0.2 {torso['Total']:.1f} %)" if torso else ""))
+            return
         logs["val_pck"] = tables["PCK@0.2"]["Total"]
         logs["val_pcp"] = tables["strict PCP@0.5"]["Total"]
         print(f"\nepoch {epoch + 1}: val PCK@0.2 {logs['val_pck']:.1f} % "

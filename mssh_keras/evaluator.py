@@ -14,8 +14,9 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
+from .codec import HeatmapCodec
 from .data.pipeline import eval_pipeline
-from .decode import decode_heatmaps, flip_back, heatmap_coords_to_image
+from .decode import flip_back
 from .metrics import lsp_report, mpii_report
 from .person_search import lean_angle
 from .skeleton import Skeleton
@@ -34,9 +35,8 @@ def predict_dataset(heatmap_fn: HeatmapFn, examples: tf.data.Dataset, skeleton: 
             flipped = np.asarray(heatmap_fn(np.ascontiguousarray(images[:, :, ::-1])),
                                  np.float32)
             heat = (heat + flip_back(flipped, skeleton.flip_permutation)) / 2.0
-        coords, conf = decode_heatmaps(heat)
-        stride = input_size / heat.shape[1]
-        out["pred"].append(heatmap_coords_to_image(coords, stride, meta["matrix"]))
+        pred, conf = HeatmapCodec(input_size, (heat.shape[1],)).decode(heat, meta["matrix"])
+        out["pred"].append(pred)
         out["conf"].append(conf)
         out["gt"].append(meta["joints"])
         out["flags"].append(meta["flags"])
@@ -115,11 +115,42 @@ def score(preds: dict, skeleton: Skeleton, protocol: str) -> dict:
     return report
 
 
+def score_coco(preds: dict, records: list[dict], coco, skeleton: Skeleton,
+               sigmas: str | None = None) -> dict:
+    """Report for a COCO-format file (``data.coco``): box-normalised PCK and, with a torso,
+    LSP's torso PCK (metrics.keypoint_report), plus COCO keypoint AP with the ground-truth
+    boxes, computed by pycocotools (coco_eval; ``sigmas``: ``--oks-sigmas``). ``records``
+    are the evaluated people in prediction order."""
+    from .coco_eval import keypoint_ap, oks_sigmas
+    from .metrics import box_sizes, keypoint_report
+    from .paths import portable_path
+
+    if [r["image_id"] for r in records] != list(preds["image_id"]):
+        raise ValueError("predictions and COCO records are not in the same order")
+    boxes = box_sizes(np.stack([r["bbox"] for r in records]))
+    report = keypoint_report(preds["pred"], preds["gt"], preds["flags"] > 0, boxes, skeleton)
+    values, how = oks_sigmas(skeleton.joints, sigmas)
+    ap = keypoint_ap(coco, records, preds["pred"], preds["conf"], values)
+    report["protocol"] = "coco"
+    report["tables"]["OKS (GT boxes)"] = {k: ap["stats"][k] for k in
+                                          ("AP", "AP50", "AP75", "APm", "APl", "AR")}
+    report["coco"] = {"annotations": portable_path(coco.path), "stats": ap["stats"],
+                      "sigmas": dict(zip(skeleton.joints, values.tolist())),
+                      "sigmas_from": how, "summary": ap["summary"]}
+    report["definitions"]["OKS (GT boxes)"] = (
+        "COCO keypoint AP/AR (pycocotools COCOeval, iouType keypoints), one prediction per "
+        "annotated box, score = mean joint confidence clipped to [0, 1]; area = the "
+        "annotation's, else its box's w x h")
+    report["per_example"]["image_id"] = list(preds["image_id"])
+    return report
+
+
 def evaluate_model(model, dataset: str, split: str | None = None, data_dir: str | None = None,
                    manual_dir: str | None = None, limit: int | None = None,
                    flip_test: bool = False, batch_size: int = 16,
                    trust_saved_model: bool = False, protocol: str = "gt-box",
-                   search=None) -> tuple[dict, dict]:
+                   search=None, coco=None, oks_sigmas: str | None = None
+                   ) -> tuple[dict, dict]:
     """(report, predictions) of ``model`` (a path or a PoseEstimator) on a dataset split.
 
     One place for what evaluate.py, model shipping and ablation tables all do, so their
@@ -130,6 +161,10 @@ def evaluate_model(model, dataset: str, split: str | None = None, data_dir: str 
     ``inference`` names it with the mean model calls per person, and for LSP skeletons
     ``per_example`` also holds each person's ground-truth torso lean (degrees,
     person_search.lean_angle) and model calls, for scoring subsets (``subset_pck``).
+
+    ``dataset`` "coco" reads ``coco`` (a ``data.coco.CocoSource``; split default "val": its
+    validation file or hold-out) and scores with ``score_coco`` (``oks_sigmas``); the
+    predictions then also hold ``coco_results``, the COCO keypoint results format.
     """
     from .data import datasets
     from .paths import portable_path
@@ -137,31 +172,53 @@ def evaluate_model(model, dataset: str, split: str | None = None, data_dir: str 
 
     est = model if isinstance(model, PoseEstimator) else PoseEstimator(
         model, trust_saved_model=trust_saved_model)
-    split = split or datasets.EVAL_SPLIT.get(dataset, "val")
-    skeleton_name = datasets.DATASET_SKELETON.get(dataset)
-    if skeleton_name is None:
-        raise ValueError(f"unknown dataset {dataset!r}")
-    if skeleton_name != est.skeleton.name:
-        raise ValueError(f"{model} predicts {est.skeleton.name} joints but {dataset} is "
-                         f"annotated with {skeleton_name}")
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {protocol!r}; choose one of {PROTOCOLS}")
-    examples = datasets.load(dataset, split, data_dir, manual_dir, size=est.input_size,
-                             num=limit)
-    if limit:
-        examples = examples.take(limit)
+    if dataset == "coco":
+        if coco is None:
+            raise ValueError("--dataset coco needs --annotations FILE.json (or "
+                             "--val-annotations FILE.json)")
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {protocol!r}; choose one of {PROTOCOLS}")
+        split = split or "val"
+        coco_file, records = coco.records(split)
+        if tuple(coco_file.skeleton.joints) != tuple(est.skeleton.joints):
+            raise ValueError(f"{model} predicts the joints {list(est.skeleton.joints)} but "
+                             f"{coco_file.path} annotates {list(coco_file.skeleton.joints)}")
+        records = records[:limit] if limit else records
+        examples = datasets.from_records(records)
+        skeleton_name = est.skeleton.name
+    else:
+        split = split or datasets.EVAL_SPLIT.get(dataset, "val")
+        skeleton_name = datasets.DATASET_SKELETON.get(dataset)
+        if skeleton_name is None:
+            raise ValueError(f"unknown dataset {dataset!r}")
+        if skeleton_name != est.skeleton.name:
+            raise ValueError(f"{model} predicts {est.skeleton.name} joints but {dataset} is "
+                             f"annotated with {skeleton_name}")
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {protocol!r}; choose one of {PROTOCOLS}")
+        examples = datasets.load(dataset, split, data_dir, manual_dir, size=est.input_size,
+                                 num=limit)
+        if limit:
+            examples = examples.take(limit)
     if protocol == "gt-box":
         preds = predict_dataset(est.heatmaps, examples, est.skeleton, est.input_size,
                                 flip_test, batch_size)
         preds["model_calls"] = np.ones(len(preds["pred"]), np.int64)
     else:
         preds = predict_images(est, examples, protocol, flip_test, search)
-    report = score(preds, est.skeleton, "mpii" if skeleton_name == "mpii16" else "lsp")
+    if dataset == "coco":
+        from .coco_eval import results_file
+        report = score_coco(preds, records, coco_file, est.skeleton, oks_sigmas)
+        preds["coco_results"] = results_file(records, preds["pred"], preds["conf"],
+                                             coco_file.category["id"])
+    else:
+        report = score(preds, est.skeleton, "mpii" if skeleton_name == "mpii16" else "lsp")
     report.update(model=portable_path(est.path), dataset=dataset, split=split,
                   flip_test=flip_test)
     report["inference"] = {"protocol": protocol,
                            "mean_model_calls": float(np.mean(preds["model_calls"])),
                            "search": None if search is None else dataclasses.asdict(search)}
+    preds["skeleton"] = est.skeleton  # the model's joint set (write_predictions)
     if "per_example" in report:
         report["per_example"]["lean_deg"] = [
             lean_angle(g, f > 0, est.skeleton) for g, f in zip(preds["gt"], preds["flags"])]

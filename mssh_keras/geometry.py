@@ -1,9 +1,7 @@
 """Crop geometry shared by the training pipeline, decoding and every runtime (pure numpy).
 
 Pixel convention: a pixel's *centre* has integer coordinates, 0-based (x right, y down).
-A heatmap of stride ``s`` (input_size / heatmap_size) has its pixel ``u`` covering input
-pixels ``[u*s, (u+1)*s)``, so its centre sits at input coordinate ``u*s + (s-1)/2``.
-Horizontal flips map ``x -> W-1-x`` in both spaces, which keeps the two consistent.
+Horizontal flips map ``x -> W-1-x``. Heatmap pixels and their stride: ``mssh_keras.codec``.
 
 A person crop is the square of side ``scale`` pixels around ``center`` (rotated by
 ``rotation`` degrees, counter-clockwise in the image), resized to ``size`` x ``size``.
@@ -11,15 +9,6 @@ A person crop is the square of side ``scale`` pixels around ``center`` (rotated 
 from __future__ import annotations
 
 import numpy as np
-
-
-def heatmap_to_input(u, stride: float):
-    """Heatmap pixel coordinate -> input-image coordinate (works on numpy and tf tensors)."""
-    return u * stride + (stride - 1.0) / 2.0
-
-
-def input_to_heatmap(x, stride: float):
-    return (x - (stride - 1.0) / 2.0) / stride
 
 
 def crop_matrix(center, scale: float, size: int, rotation: float = 0.0,

@@ -372,3 +372,83 @@ def markdown_tables(report: Mapping) -> str:
         lines += ["| | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|",
                   f"| {title} | " + " | ".join(_cell(table[c]) for c in cols) + " |", ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+# ----------------------------------------------------------------------------- any skeleton
+# PCK for any joint set, normalised by the person box (mmpose's PCKAccuracy with
+# norm_item="bbox", the usual choice for custom keypoint sets): a joint is correct when
+# ||pred - gt|| / max(box w, box h) < threshold (strictly, as mmpose's _distance_acc), over
+# the annotated joints (flags > 0, occluded ones included); "Mean" averages the per-joint
+# accuracies of the joints that count (mmpose's reported value), "Total" pools them.
+BOX_PCK_THRESHOLDS = (0.05, 0.1, 0.2)
+
+
+def box_sizes(boxes) -> np.ndarray:
+    """(N, 4) boxes [x, y, w, h] (COCO's layout) -> (N,) max(w, h)."""
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    return np.maximum(b[:, 2], b[:, 3])
+
+
+def box_pck_hits(pred, gt, valid, box_size, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """(hits, counted) (N, K) bool: counted = valid joint of an example whose box size is
+    finite and > 0; hit = error / box size < threshold."""
+    p, g, v = _as_batch(pred, gt, valid)
+    size = _per_example(box_size, p.shape[0], "box_size")
+    ok = np.isfinite(size) & (size > 0)
+    counted = v & ok[:, None]
+    err = np.linalg.norm(p - g, axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        hits = counted & (err / np.where(ok, size, 1.0)[:, None] < threshold)
+    return hits, counted
+
+
+def keypoint_report(pred, gt, valid, box_size, skeleton: Skeleton,
+                    thresholds: Sequence[float] = BOX_PCK_THRESHOLDS,
+                    torso_threshold: float = 0.2) -> dict:
+    """PCK tables for any joint set (COCO-format datasets): box-normalised PCK at each of
+    ``thresholds`` (mean of the joints, as mmpose reports it), and, when the skeleton has a
+    left shoulder and a right hip under any spelling (joint_names), LSP's torso PCK
+    (<= threshold x ||l_shoulder - r_hip||, pooled Total as eval_pck.m, and the mean of
+    the joints). ``box_size``: (N,) max(w, h) of each person's box (``box_sizes``)."""
+    from .joint_names import torso_pair
+
+    p, g, v = _as_batch(pred, gt, valid)
+    sk = _skeleton_for(p.shape[1], skeleton)
+    box_table, per_joint, per_example = {}, {}, {}
+    for t in thresholds:
+        hits, counted = box_pck_hits(p, g, v, box_size, t)
+        pj = _percent(hits, counted)
+        box_table[f"@{t:g}"] = _nanmean(pj)
+        name = f"PCK@{t:g} (box)"
+        per_joint[name] = _joint_dict(pj, sk)
+        per_example[f"{name} hits"] = hits.sum(1).tolist()
+        per_example[f"{name} counted"] = counted.sum(1).tolist()
+    tables = {"PCK (box)": box_table}
+    pair = sk.torso_pair or torso_pair(sk.joints)
+    if pair is not None:
+        torso_sk = Skeleton(sk.name, sk.joints, sk.flip_pairs, sk.limbs, torso_pair=pair)
+        ref = torso_lengths(g, torso_sk, v)
+        hits, counted = pck_hits(p, g, v, ref, torso_threshold)
+        pj = _percent(hits, counted)
+        name = f"PCK@{torso_threshold:g} (torso)"
+        tables[name] = {"Mean": _nanmean(pj), "Total": _pooled(hits, counted)}
+        per_joint[name] = _joint_dict(pj, sk)
+        per_example[f"{name} hits"] = hits.sum(1).tolist()
+        per_example[f"{name} counted"] = counted.sum(1).tolist()
+    return {
+        "protocol": "box",
+        "skeleton": sk.name,
+        "num_examples": int(p.shape[0]),
+        "tables": tables,
+        "per_joint": per_joint,
+        "joint_counts": {n: int(c) for n, c in zip(sk.joints, v.sum(0))},
+        "per_example": per_example,
+        "definitions": {
+            "PCK (box)": "||pred - gt|| / max(box w, h) < threshold, annotated joints; mean "
+                         "of the per-joint accuracies (mmpose PCKAccuracy, norm_item=bbox)",
+            **({f"PCK@{torso_threshold:g} (torso)":
+                f"||pred - gt|| <= {torso_threshold:g} x ||{sk.joints[pair[0]]} - "
+                f"{sk.joints[pair[1]]}|| (LSP); Total pools the joints, Mean averages them"}
+               if pair is not None else {}),
+        },
+    }

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .joint_names import find
 from .skeleton import Skeleton
 
 FALLBACK_JOINT_THRESHOLD = 0.3  # for models without a calibrated threshold in their metadata
@@ -117,19 +118,31 @@ def _pair_midpoint(points, ok, a: int, b: int):
     return None
 
 
+def torso_joints(skeleton: Skeleton) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """((l_hip, r_hip), (l_shoulder, r_shoulder)) indices under any spelling of the names
+    (joint_names: left_hip, Left Hip...), or None when the skeleton lacks one of them."""
+    idx = [find(skeleton.joints, n) for n in ("l_hip", "r_hip", "l_shoulder", "r_shoulder")]
+    if None in idx:
+        return None
+    return (idx[0], idx[1]), (idx[2], idx[3])
+
+
 def _torso_indices(skeleton: Skeleton) -> tuple[tuple[int, int], tuple[int, int]]:
-    names = skeleton.joints
-    try:
-        return ((names.index("l_hip"), names.index("r_hip")),
-                (names.index("l_shoulder"), names.index("r_shoulder")))
-    except ValueError:
+    found = torso_joints(skeleton)
+    if found is None:
         raise ValueError(f"skeleton {skeleton.name!r} lacks hips/shoulders (l_hip, r_hip, "
-                         f"l_shoulder, r_shoulder): no torso to orient a crop by") from None
+                         f"l_shoulder, r_shoulder, any spelling): no torso to orient a crop "
+                         f"by")
+    return found
 
 
 def torso(keypoints, ok, skeleton: Skeleton):
-    """(hips midpoint, shoulders midpoint) of the joints marked ``ok``; None where missing."""
-    hips, shoulders = _torso_indices(skeleton)
+    """(hips midpoint, shoulders midpoint) of the joints marked ``ok``; None where missing
+    (both None for a skeleton without hips and shoulders)."""
+    found = torso_joints(skeleton)
+    if found is None:
+        return None, None
+    hips, shoulders = found
     pts = np.asarray(keypoints, np.float64)
     return _pair_midpoint(pts, ok, *hips), _pair_midpoint(pts, ok, *shoulders)
 
@@ -251,7 +264,8 @@ def search(estimator, image_rgb, box=None, flip_test: bool = False,
     """
     cfg = config
     skeleton = estimator.skeleton
-    _torso_indices(skeleton)  # fail early, before any model call
+    if cfg.upright:
+        _torso_indices(skeleton)  # fail early, before any model call
     threshold = joint_threshold(estimator, cfg)
     passes: list = []
     scores: list[float] = []

@@ -29,8 +29,9 @@ from .skeleton import Skeleton
 
 
 def write_predictions(path: str | Path, image_ids: Sequence[str], coords: np.ndarray,
-                      conf: np.ndarray, skeleton: Skeleton) -> tuple[Path, Path]:
-    """Write ``path`` (.json) and the same stem with .mat; returns both paths.
+                      conf: np.ndarray, skeleton: Skeleton) -> tuple[Path, Path | None]:
+    """Write ``path`` (.json) and the same stem with .mat; returns both paths (the .mat is
+    written for LSP14 and MPII16 only; None for other joint sets).
 
     coords: (N, K, 2) 0-based image pixels; conf: (N, K) joint scores.
     """
@@ -65,8 +66,8 @@ def write_predictions(path: str | Path, image_ids: Sequence[str], coords: np.nda
         mat = {"pred": one_based.transpose(2, 1, 0)}       # (2, K, N)
     elif skeleton.name == "mpii16":
         mat = {"preds": one_based}                         # (N, K, 2)
-    else:
-        raise ValueError(f"no MATLAB evaluation layout known for skeleton {skeleton.name}")
+    else:  # no standard MATLAB script reads other joint sets: the JSON alone
+        return path, None
     tmp = mat_path.with_name(f".{mat_path.name}.{os.getpid()}.tmp")
     scipy.io.savemat(tmp, mat, appendmat=False)
     os.replace(tmp, mat_path)

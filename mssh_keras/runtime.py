@@ -1,13 +1,13 @@
 """Pose inference over any exported model: LiteRT, ONNX Runtime, SavedModel or Keras.
 
 Why one class for every backend: the crop, the decoding and the mapping back to the image
-are the same everywhere (geometry.py / decode.py), so a model gives the same keypoints
+are the same everywhere (geometry.py / codec.py), so a model gives the same keypoints
 whatever runs it; only "image batch in -> heatmaps out" differs per backend.
 
 The LiteRT and ONNX Runtime paths never import TensorFlow or Keras (a mobile or edge box
 installs ``ai-edge-litert`` or ``onnxruntime`` only): every heavy import here is lazy, and
-the model's facts (joints, input size, stride...) come from the JSON metadata written by
-``mssh_keras.export``, not from the network.
+the model's facts (joints, input size, stride...) come from the JSON metadata of the
+model-file contract (``mssh_keras.model_file``), not from the network.
 
 Usage::
 
@@ -17,7 +17,6 @@ Usage::
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -26,23 +25,17 @@ from pathlib import Path
 import numpy as np
 
 from . import geometry, person_search
-from .decode import decode_heatmaps, flip_back, heatmap_coords_to_image
-from .skeleton import SKELETONS, Skeleton
-
-METADATA_KEY = "mssh_keras"           # TFLite metadata name / ONNX metadata_props key
-SAVED_MODEL_METADATA = "assets.extra/mssh_keras.json"  # inside a SavedModel folder
-INPUT_NAME, OUTPUT_NAME = "image", "heatmaps"
-
-# Canonical backend names and the spellings accepted for them (the demo uses the second).
-BACKENDS = ("litert", "onnxruntime", "tf", "keras")
-_BACKEND_ALIASES = {"litert": "litert", "tflite": "litert", "onnxruntime": "onnxruntime",
-                    "onnx": "onnxruntime", "ort": "onnxruntime", "tf": "tf",
-                    "savedmodel": "tf", "saved_model": "tf", "tensorflow": "tf",
-                    "keras": "keras"}
-
-
-class ModelLoadError(RuntimeError):
-    """A model file that cannot be used, with a message naming the file and the problem."""
+from .codec import HeatmapCodec
+from .decode import flip_back
+# The model-file contract (names, metadata, backends) lives in model_file; its names are
+# re-exported here for the callers that know them as runtime's.
+from .model_file import (BACKENDS, FORMAT_NAMES, INPUT_NAME, METADATA_KEY,  # noqa: F401
+                         OUTPUT_NAME, REQUIRED_METADATA, REQUIRED_SKELETON,
+                         SAVED_MODEL_METADATA, ModelFileError, ModelLoadError,
+                         canonical_backend, check_metadata, detect_backend, error_type,
+                         first_line, load_network, network_metadata, prepare_model,
+                         read_metadata, sidecar_path, skeleton_from_metadata)
+from .skeleton import Skeleton
 
 
 @dataclass
@@ -56,120 +49,6 @@ class Pose:
     rotation: float = 0.0     # degrees the crop was rotated (geometry.crop_matrix)
     box: tuple | None = None  # body box of the crop (before padding); None = whole image
     scores: tuple = ()        # pose score (person_search.pose_score) of each pass, in order
-
-
-# --------------------------------------------------------------------------------------
-# Metadata (JSON sidecar first, then what the file embeds): no TensorFlow needed.
-def sidecar_path(model_path: str | os.PathLike) -> Path:
-    """``model.tflite`` -> ``model.tflite.json`` (a SavedModel folder ``x`` -> ``x.json``)."""
-    p = Path(model_path)
-    return p.with_name(p.name + ".json")
-
-
-def detect_backend(model_path: str | os.PathLike) -> str:
-    """Backend from the path: .tflite, .onnx, a SavedModel folder, .keras / .weights.h5."""
-    p = Path(model_path)
-    name = p.name.lower()
-    if p.is_dir():
-        if (p / "saved_model.pb").exists():
-            return "tf"
-        raise ModelLoadError(f"{p} is a folder without saved_model.pb: not a SavedModel")
-    if name.endswith(".tflite"):
-        return "litert"
-    if name.endswith(".onnx"):
-        return "onnxruntime"
-    if name.endswith(".keras") or name.endswith(".weights.h5"):
-        return "keras"
-    raise ModelLoadError(f"cannot tell the backend of {p}: expected .tflite, .onnx, .keras, "
-                         f".weights.h5 or a SavedModel folder (or pass backend=...)")
-
-
-def _tflite_metadata(path: Path) -> dict | None:
-    """The JSON stored under METADATA_KEY in a .tflite file's metadata table, if any."""
-    from ai_edge_litert import schema_py_generated as fb  # flatbuffers only, no TF
-
-    buf = path.read_bytes()
-    model = fb.Model.GetRootAs(buf, 0)
-    for i in range(model.MetadataLength()):
-        entry = model.Metadata(i)
-        if entry.Name() is not None and entry.Name().decode() == METADATA_KEY:
-            data = model.Buffers(entry.Buffer()).DataAsNumpy()
-            return json.loads(bytes(data).decode("utf-8"))
-    return None
-
-
-def _onnx_metadata(path: Path) -> dict | None:
-    import onnxruntime as ort
-
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    raw = sess.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
-    return None if raw is None else json.loads(raw)
-
-
-def read_metadata(model_path: str | os.PathLike, backend: str | None = None) -> dict | None:
-    """The model's metadata: ``<file>.json`` if present, else the copy inside the file
-    (TFLite metadata, ONNX metadata_props, SavedModel assets.extra); None if neither."""
-    p = Path(model_path)
-    side = sidecar_path(p)
-    if side.is_file():
-        try:
-            return json.loads(side.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ModelLoadError(f"metadata {side} is not valid JSON: {e}; delete it (the "
-                                 f"copy inside the model file is used then) or re-export "
-                                 f"the model") from None
-    backend = _canonical(backend) if backend else detect_backend(p)
-    try:
-        if backend == "litert":
-            return _tflite_metadata(p)
-        if backend == "onnxruntime":
-            return _onnx_metadata(p)
-        if backend == "tf" and (p / SAVED_MODEL_METADATA).is_file():
-            return json.loads((p / SAVED_MODEL_METADATA).read_text())
-    except ImportError:
-        raise
-    except Exception as e:  # noqa: BLE001 - flatbuffers/protobuf/struct errors of bad files
-        raise ModelLoadError(f"cannot load model {p}: {_first_line(e)} ({_error_type(e)}); the "
-                             f"file is damaged, truncated or not a {_FORMAT_NAMES[backend]} "
-                             f"model: export or download it again") from None
-    return None
-
-
-# The fields a runtime reads; anything else in the metadata is informational.
-REQUIRED_METADATA = ("input_size", "heatmap_size", "stride", "skeleton")
-REQUIRED_SKELETON = ("name", "joints", "flip_pairs", "limbs")
-
-
-def check_metadata(meta, where: str) -> dict:
-    """``meta`` if it has what a runtime needs, else ModelLoadError naming ``where``."""
-    if not isinstance(meta, dict):
-        raise ModelLoadError(f"metadata {where} is not a JSON object: re-export the model "
-                             f"with `python export.py`, which writes it")
-    missing = [k for k in REQUIRED_METADATA if k not in meta]
-    sk = meta.get("skeleton")
-    if isinstance(sk, dict):
-        missing += [f"skeleton.{k}" for k in REQUIRED_SKELETON if k not in sk]
-    elif "skeleton" in meta:
-        missing.append("skeleton (an object)")
-    if missing:
-        raise ModelLoadError(f"metadata {where} lacks {', '.join(missing)}: it is not an "
-                             f"mssh_keras export's metadata; re-export the model with "
-                             f"`python export.py`, which writes it")
-    return meta
-
-
-def _first_line(error: BaseException, limit: int = 300) -> str:
-    lines = str(error).strip().splitlines()
-    return (lines[0] if lines else type(error).__name__)[:limit]
-
-
-def _error_type(error: BaseException) -> str:
-    t = type(error)
-    return t.__name__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__name__}"
-
-
-_FORMAT_NAMES = {"litert": "TFLite", "onnxruntime": "ONNX", "tf": "SavedModel",
-                 "keras": "Keras"}
 
 
 def as_rgb_uint8(image) -> np.ndarray:
@@ -217,7 +96,7 @@ def as_rgb_uint8(image) -> np.ndarray:
 # --------------------------------------------------------------------------------------
 # SavedModels are programs: their graph runs when loaded and called. PoseEstimator only
 # loads one whose graph uses the operations a pose network exports to (below; what
-# export.py writes), unless the caller says it trusts the file. Saving/restoring ops are
+# writers.py writes), unless the caller says it trusts the file. Saving/restoring ops are
 # allowed only inside the functions the SavedModel's own saver names (every SavedModel
 # carries them; loading restores variables through TensorFlow's code, not them).
 _POSE_OPS = frozenset("""
@@ -283,25 +162,6 @@ def saved_model_foreign_ops(path: str | os.PathLike) -> list[str]:
             allowed = _POSE_OPS if name in plain else _SAVER_OPS
             foreign.update(n.op for n in fn.node_def if n.op not in allowed)
     return sorted(foreign)
-
-
-def skeleton_from_metadata(meta: dict) -> Skeleton:
-    """The known joint set of that name (with its metric definitions, e.g. PCK's torso), or
-    one built from the metadata's own description (so a custom joint set works too)."""
-    s = meta["skeleton"]
-    known = SKELETONS.get(s["name"])
-    if known is not None and list(known.joints) == list(s["joints"]):
-        return known
-    return Skeleton(name=s["name"], joints=tuple(s["joints"]),
-                    flip_pairs=tuple(tuple(p) for p in s["flip_pairs"]),
-                    limbs=tuple(tuple(p) for p in s["limbs"]))
-
-
-def _canonical(backend: str) -> str:
-    try:
-        return _BACKEND_ALIASES[backend.lower()]
-    except KeyError:
-        raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}") from None
 
 
 # --------------------------------------------------------------------------------------
@@ -410,8 +270,6 @@ class _Keras:
         _tf_threads(num_threads)
         import tensorflow as tf
 
-        from .export import load_network, prepare_model
-
         network = load_network(path, meta)
         stack = (meta or {}).get("stack")
         self.model = prepare_model(network, stack=stack)
@@ -448,7 +306,7 @@ class PoseEstimator:
         if not path.exists():
             raise ModelLoadError(f"model {path} does not exist")
         self.path = path
-        self.backend = _canonical(backend) if backend else detect_backend(path)
+        self.backend = canonical_backend(backend) if backend else detect_backend(path)
         self.num_threads = int(num_threads)
         meta = read_metadata(path, self.backend)
         side = sidecar_path(path)
@@ -459,7 +317,6 @@ class PoseEstimator:
             if self.backend == "keras":
                 self._run = _Keras(path, self.num_threads, meta)
                 if meta is None:
-                    from .export import network_metadata
                     meta = network_metadata(path, self._run.network, self._run.model)
             elif meta is None:
                 raise ModelLoadError(
@@ -473,18 +330,22 @@ class PoseEstimator:
                 self._run = _SavedModel(path, self.num_threads, trust_saved_model)
         except (ModelLoadError, ImportError):
             raise
+        except ModelFileError as e:  # prepare_model, network_metadata: already name the file
+            raise ModelLoadError(str(e)) from None
         except Exception as e:  # noqa: BLE001 - every runtime has its own error types
-            if type(e).__name__ == "ExportError":  # load_network: already names the file
-                raise ModelLoadError(str(e)) from None
-            raise ModelLoadError(f"cannot load model {path} ({self.backend}): {_first_line(e)} "
-                                 f"({_error_type(e)}); the file is damaged, truncated or "
-                                 f"not a {_FORMAT_NAMES[self.backend]} model: export or "
+            raise ModelLoadError(f"cannot load model {path} ({self.backend}): {first_line(e)} "
+                                 f"({error_type(e)}); the file is damaged, truncated or "
+                                 f"not a {FORMAT_NAMES[self.backend]} model: export or "
                                  f"download it again") from None
         self.metadata: dict = meta
         self.skeleton: Skeleton = skeleton_from_metadata(meta)
-        self.input_size: int = int(meta["input_size"])
-        self.heatmap_size: int = int(meta["heatmap_size"])
-        self.stride: float = float(meta["stride"])
+        try:
+            self.codec: HeatmapCodec = HeatmapCodec.from_metadata(meta)
+        except ValueError as e:
+            raise ModelLoadError(f"metadata {where}: {e}") from None
+        self.input_size: int = self.codec.input_size
+        self.heatmap_size: int = self.codec.heatmap_size
+        self.stride: float = self.codec.stride
         self.box_padding: float = float(meta.get("crop", {}).get("padding",
                                                                  geometry.JOINT_BOX_PADDING))
         expected = (self.input_size, self.input_size, 3)
@@ -574,8 +435,8 @@ class PoseEstimator:
         else:
             hm = self.heatmaps(x)[0]
         model_ms = (time.perf_counter() - t0) * 1000.0
-        coords, conf = decode_heatmaps(hm)
-        kp = heatmap_coords_to_image(coords, self.stride, m).astype(np.float32)
+        kp, conf = self.codec.decode(hm, m)
+        kp = kp.astype(np.float32)
         return Pose(keypoints=kp, confidence=conf.astype(np.float32), model_ms=model_ms,
                     crop_matrix=m, rotation=float(rotation),
                     box=None if box is None else tuple(float(v) for v in box),

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .joint_names import side
+
 
 @dataclass(frozen=True)
 class Skeleton:
@@ -38,9 +40,9 @@ class Skeleton:
 
     @property
     def sides(self) -> tuple[str, ...]:
-        """'L', 'R' or 'C' per joint, for colouring."""
-        return tuple("L" if n.startswith("l_") else "R" if n.startswith("r_") else "C"
-                     for n in self.joints)
+        """'L', 'R' or 'C' per joint, for colouring (the naming rule of joint_names.py:
+        l_hip, left_hip, Left Hip... are all left)."""
+        return tuple(side(n) for n in self.joints)
 
     def to_dict(self) -> dict:
         return {"name": self.name, "joints": list(self.joints),

@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from .callbacks import (AdaptiveWeightLogger, Checkpointer, NaNGuard, ValidationPCK,
                         save_model_atomic)
+from .codec import HeatmapCodec
 from .config import ModelConfig, TrainConfig, get_preset
 from .data.pipeline import Augment, eval_pipeline, training_pipeline
 from .model import build_network, float32_network
@@ -66,6 +67,18 @@ class RunOptions:
     rotation_prob: float | None = None  # share of training examples rotated
     zoom_out: float | None = None      # augmentation: whole-frame-like views, person down to
     zoom_out_prob: float | None = None  # 1/zoom_out of a crop, on this share (Augment)
+    # --dataset coco: a COCO keypoints file and its images (data/coco.py); validation on
+    # val_annotations, or on the file's deterministic hold-out without one.
+    annotations: str | None = None
+    images: str | None = None
+    val_annotations: str | None = None
+    val_images: str | None = None
+    category: str | None = None        # which keypoint category, when the file has several
+    flip_pairs: str | None = None      # override the left/right pairs derived from the names
+    # Fine-tuning (finetune.py): start from this trained .keras network (its architecture);
+    # the pre-processing network stays frozen for the first freeze_trunk_epochs epochs.
+    init: str | None = None
+    freeze_trunk_epochs: int = 0
     precision: str = "auto"            # fp32 | bf16 | auto (per device, precision.py)
     jit: str = "auto"                  # XLA: on | off | auto
     threads: int | None = None         # CPU threads per op (None: TensorFlow's default)
@@ -104,7 +117,7 @@ def saved_options(output_dir: str | os.PathLike) -> dict | None:
         raise TrainingError(f"{path} is not a run configuration ({err}); restore it from "
                             f"a copy or start a new --output-dir") from None
     options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
-    for key in ("data_dir", "manual_dir"):  # stored relative to the repository (portable_path)
+    for key in PATH_OPTIONS:  # stored relative to the repository (portable_path)
         if options.get(key):
             options[key] = str(REPO / Path(options[key]).expanduser())
     return options
@@ -126,13 +139,46 @@ def dataset_skeleton(name: str) -> Skeleton:
     from .data.datasets import DATASET_SKELETON
     if name not in DATASET_SKELETON:
         raise TrainingError(f"unknown dataset {name!r}; choose one of "
-                            f"{', '.join(sorted(DATASET_SKELETON))}")
+                            f"{', '.join(sorted([*DATASET_SKELETON, 'coco']))}")
     return get_skeleton(DATASET_SKELETON[name])
+
+
+# Options that are paths: run_config.json stores them relative to the repository.
+PATH_OPTIONS = ("data_dir", "manual_dir", "annotations", "images", "val_annotations",
+                "val_images", "init")
+COCO_OPTIONS = ("annotations", "images", "val_annotations", "val_images", "category",
+                "flip_pairs")
+
+
+def coco_source(opts: RunOptions):
+    """The run's COCO-format dataset (``--dataset coco``), or None for the others."""
+    from .data.coco import CocoSource
+
+    given = [f"--{k.replace('_', '-')}" for k in COCO_OPTIONS if getattr(opts, k)]
+    if opts.dataset != "coco":
+        if given:
+            raise TrainingError(f"{', '.join(given)}: only for --dataset coco (a COCO "
+                                f"keypoints file), not --dataset {opts.dataset}")
+        return None
+    if not opts.annotations:
+        raise TrainingError("--dataset coco needs --annotations FILE.json (COCO keypoints) "
+                            "and --images DIR (default: the JSON's folder)")
+    return CocoSource(opts.annotations, opts.images, opts.val_annotations, opts.val_images,
+                      opts.category, opts.flip_pairs)
+
+
+def run_skeleton(opts: RunOptions) -> Skeleton:
+    """The joint set the run trains: the dataset's, or a COCO file's category's."""
+    source = coco_source(opts)
+    return source.skeleton if source is not None else dataset_skeleton(opts.dataset)
 
 
 def load_examples(opts: RunOptions, split: str) -> tf.data.Dataset:
     """Example dicts of the run's dataset ('train' or 'val' = its evaluation split)."""
     from .data import datasets
+    source = coco_source(opts)
+    if source is not None:
+        return source.examples("train" if split == "train" else "val")
     real_split = "train" if split == "train" else datasets.EVAL_SPLIT[opts.dataset]
     size = (opts.model_overrides.get("input_size") or opts.input_size
             or get_preset(opts.preset).model.input_size)
@@ -186,17 +232,59 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
 
 
 def _config_record(opts, mcfg, tcfg, skeleton) -> dict:
+    from .data.coco import skeleton_definition
+
     options = dataclasses.asdict(opts)
-    for key in ("output_dir", "data_dir", "manual_dir"):  # no absolute machine paths
+    for key in ("output_dir", *PATH_OPTIONS):  # no absolute machine paths
         options[key] = portable_path(options[key])
+    # "skeleton": the joint set's name (lsp14, mpii16, or e.g. person17 for a COCO file);
+    # "skeleton_definition": all of it (joints, flip pairs, limbs, torso), which export and
+    # PoseEstimator read for a joint set the code does not know.
     return {"options": options, "model": dataclasses.asdict(mcfg),
-            "train": dataclasses.asdict(tcfg), "skeleton": skeleton.name}
+            "train": dataclasses.asdict(tcfg), "skeleton": skeleton.name,
+            "skeleton_definition": skeleton_definition(skeleton)}
+
+
+def init_config(opts: RunOptions, num_joints: int, mcfg: ModelConfig,
+                saved: dict | None) -> ModelConfig:
+    """The architecture of a run with ``--init``: the init model's own (its metadata or
+    run_config.json, read without TensorFlow) with this run's joint count; without those
+    files the preset's, checked layer by layer when the weights load. A resumed run keeps
+    its saved architecture (the weights come from the checkpoint). Architecture options
+    that contradict the init model are refused."""
+    from .finetune import InitError, check_init_file, describe_init
+
+    if saved is not None:
+        cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in saved["model"].items()}
+        return ModelConfig(**cfg)
+    try:
+        check_init_file(opts.init)
+    except InitError as err:
+        raise TrainingError(str(err)) from None
+    config = describe_init(opts.init)["config"]
+    if config is None:
+        return mcfg
+    cfg = ModelConfig(**{**config, "num_joints": num_joints})
+    given = {k: v for k, v in (("input_size", opts.input_size), ("fusion", opts.fusion),
+                               ("lateral", opts.lateral), ("block", opts.block))
+             if v is not None and getattr(cfg, k) != v}
+    if given:
+        raise TrainingError(f"--init {opts.init} fixes the architecture "
+                            f"({', '.join(f'{k}={getattr(cfg, k)!r}' for k in given)}); "
+                            f"drop {', '.join('--' + k.replace('_', '-') for k in given)}")
+    return cfg
 
 
 def train(opts: RunOptions) -> dict:
     """Run (or resume) a training; returns the final validation report and paths."""
-    skeleton = dataset_skeleton(opts.dataset)
+    skeleton = run_skeleton(opts)
     mcfg, tcfg = opts.configs(skeleton.num_joints)
+    if opts.init:  # no TensorFlow yet (see below): the init model loads further down
+        cfg_path = Path(opts.output_dir) / "run_config.json"
+        saved = json.loads(cfg_path.read_text()) if opts.resume and cfg_path.is_file() else None
+        mcfg = init_config(opts, skeleton.num_joints, mcfg, saved)
+    elif opts.freeze_trunk_epochs:
+        raise TrainingError("--freeze-trunk-epochs needs --init (a trained network to keep)")
     # First of all: thread pools and MultiWorkerMirroredStrategy must be set up before
     # any TF op runs.
     set_cpu_threads(opts.threads)
@@ -217,6 +305,7 @@ def train(opts: RunOptions) -> dict:
         raise TrainingError(f"{out} already holds a run (epoch {state['epoch']}); pass --resume "
                             f"to continue it or choose another --output-dir")
     if opts.resume:
+        check_same_skeleton(cfg_path, skeleton)
         if state is None:
             shared = "" if chief else (" (every worker reads the chief's checkpoint: put "
                                        "--output-dir on storage all workers share)")
@@ -247,9 +336,8 @@ def train(opts: RunOptions) -> dict:
     # trained on are skipped before cropping (their images are still read and decoded).
     done = state["epoch"] * steps * tcfg.batch_size if opts.resume else 0
     train_ds = training_pipeline(
-        train_examples.repeat(), skeleton, mcfg.input_size, mcfg.schedule, tcfg.batch_size,
-        tcfg.sigma, tcfg.visible_amplitude, tcfg.occluded_amplitude,
-        augmentation(opts), seed=opts.seed, skip=done).with_options(options)
+        train_examples.repeat(), skeleton, HeatmapCodec.from_config(mcfg, tcfg),
+        tcfg.batch_size, augmentation(opts), seed=opts.seed, skip=done).with_options(options)
     val_batches = []
     if chief:  # validation runs on the chief only, with the plain network, no collectives
         val_examples = load_examples(opts, "val").take(opts.val_examples)
@@ -258,9 +346,27 @@ def train(opts: RunOptions) -> dict:
         if not val_batches:
             raise TrainingError(f"the validation split of {opts.dataset} is empty")
 
+    init = None
+    if opts.init and not opts.resume:  # a resumed run restores its checkpoint instead
+        from .finetune import InitError, read_init, transfer_weights
+        try:
+            init = read_init(opts.init)
+        except InitError as err:
+            raise TrainingError(str(err)) from None
     with strategy.scope():
         trainer = build_trainer(mcfg, tcfg, compute, steps, name=opts.preset.replace("-", "_"))
         network = trainer.network
+        if init is not None:
+            try:
+                loaded = transfer_weights(network, init, skeleton.joints)
+            except InitError as err:
+                raise TrainingError(str(err)) from None
+            if chief:
+                copied = loaded["joints_copied"]
+                print(f"initialised from {opts.init}: {loaded['layers']} layers; heatmap "
+                      f"heads {loaded['heads']}" + (
+                          f" ({len(copied)} of {skeleton.num_joints} joints copied by name)"
+                          if loaded["heads"] == "rebuilt" else ""))
     twin: list[keras.Model] = []  # the float32 copy saved for a bfloat16 network, made once
 
     def portable() -> keras.Model:
@@ -278,7 +384,11 @@ def train(opts: RunOptions) -> dict:
     work = out if chief else Path(tempfile.mkdtemp(prefix="mssh_worker_"))
     nan_guard = NaNGuard()
     val_cb = ValidationPCK(val_batches, network, skeleton, nan_guard) if chief else None
-    callbacks = [nan_guard, *([val_cb] if chief else []),
+    freeze = []
+    if opts.freeze_trunk_epochs:
+        from .finetune import FreezeTrunk
+        freeze = [FreezeTrunk(network, opts.freeze_trunk_epochs)]
+    callbacks = [nan_guard, *([val_cb] if chief else []), *freeze,
                  Checkpointer(work, network, nan_guard, best=best, portable=portable),
                  keras.callbacks.CSVLogger(str(work / "history.csv"), append=True),
                  keras.callbacks.TensorBoard(str(work / "logs"), update_freq="epoch")]
@@ -309,6 +419,18 @@ def train(opts: RunOptions) -> dict:
         save_model_atomic(portable(), out / "final.keras")
     return {"report": report, "seconds": seconds, "steps_per_epoch": steps,
             "output_dir": str(out), "network": network}
+
+
+def check_same_skeleton(cfg_path: Path, skeleton: Skeleton) -> None:
+    """Refuse to resume a run whose joints changed (e.g. an edited COCO category)."""
+    try:
+        saved = json.loads(cfg_path.read_text()).get("skeleton_definition")
+    except (OSError, ValueError, AttributeError):
+        return
+    if saved and list(saved.get("joints", [])) != list(skeleton.joints):
+        raise TrainingError(f"--resume: {cfg_path} trained joints {saved['joints']}, the data "
+                            f"now has {list(skeleton.joints)}: start a new --output-dir (or "
+                            f"--init from this run's best.keras)")
 
 
 def augmentation(opts: RunOptions) -> Augment | None:

@@ -59,8 +59,8 @@ def read_history(run: Path) -> list[dict]:
 
 
 def network_summary(network) -> dict:
-    from mssh_keras.export import prepare_model
     from mssh_keras.model import count_flops
+    from mssh_keras.model_file import prepare_model
 
     return {"parameters": int(network.count_params()),
             "gflops": round(count_flops(prepare_model(network)) / 1e9, 3)}
@@ -69,7 +69,7 @@ def network_summary(network) -> dict:
 def add_thresholds(out: Path, network, thresholds: dict, preset: str, skeleton: str) -> None:
     """Put the calibrated confidence thresholds into both files' metadata: the TFLite
     sidecar and embedded copy, and a ``model.keras.json`` sidecar for the Keras file."""
-    from mssh_keras.export import embed_tflite_metadata, network_metadata, prepare_model
+    from mssh_keras.model_file import embed_tflite_metadata, network_metadata, prepare_model
 
     side = out / "model.tflite.json"
     meta = {**json.loads(side.read_text()), "thresholds": thresholds}
@@ -153,8 +153,10 @@ def main(argv=None) -> int:
     from mssh_keras.calibration import calibrate_thresholds
     from mssh_keras.config import get_preset
     from mssh_keras.data.lspet import read_lspet
+    from mssh_keras.data.sample_crops import SampleCrops
     from mssh_keras.evaluator import evaluate_model, score_records
-    from mssh_keras.export import export, load_network
+    from mssh_keras.export import export
+    from mssh_keras.model_file import load_network
     from mssh_keras.metrics import markdown_tables
     from mssh_keras.result_files import jsonable
     from mssh_keras.skeleton import get_skeleton
@@ -168,8 +170,8 @@ def main(argv=None) -> int:
     shutil.copyfile(weights, out / "model.keras")
     network = load_network(out / "model.keras")
     (tfl,) = export(network, ["tflite"], out, source=out / "model.keras", skeleton=config[
-        "skeleton"], preset=opts["preset"], representative="lspet", verify_samples=32,
-        data_dir=args.data_dir, manual_dir=args.manual_dir)
+        "skeleton"], preset=opts["preset"], verify_samples=32,
+        crops=SampleCrops("lspet", args.data_dir, args.manual_dir))
 
     full, full_preds = evaluate_model(tfl.path, "lspet", "val", args.data_dir, args.manual_dir)
     thresholds = calibrate_thresholds(full_preds, get_skeleton(config["skeleton"]))

@@ -1,5 +1,8 @@
 """Decoding: sub-pixel accuracy, flip test and the full image -> heatmap -> image chain.
 
+Heatmaps are drawn by the codec's own encoder (``HeatmapCodec.encode_resolution``; a codec
+of stride 1 draws at heatmap coordinates), so these are encode -> decode round trips.
+
 Tolerance reasoning: a symmetric peak at offset d (|d| <= 0.5) from its nearest pixel decodes
 to that pixel + 0.25 sign(d), so the per-axis error |d - 0.25 sign(d)| is at most 0.25
 heatmap px (reached as |d| -> 0 or 0.5); EPS only absorbs float32 rounding.
@@ -8,7 +11,9 @@ import numpy as np
 import pytest
 
 from mssh_keras import geometry
-from mssh_keras.decode import decode_heatmaps, encode_gaussian, flip_back, heatmap_coords_to_image
+from mssh_keras.codec import HeatmapCodec, heatmap_to_input
+from mssh_keras.data.records import VISIBLE
+from mssh_keras.decode import decode_heatmaps, flip_back, heatmap_coords_to_image
 from mssh_keras.skeleton import LSP14, MPII16
 
 EPS = 1e-5
@@ -16,8 +21,13 @@ H = W = 64
 SIGMA = 2.0
 
 
-def _stack(points, size_hw=(H, W), sigma=SIGMA):
-    return np.stack([encode_gaussian(p, size_hw, sigma) for p in points], axis=-1)
+def _stack(points, size=W, sigma=SIGMA):
+    """One Gaussian channel per point (x, y) in heatmap pixels: (size, size, len(points))."""
+    pts = np.asarray(points, np.float32).reshape(-1, 2)
+    codec = HeatmapCodec(size, (size,), sigma=sigma)   # stride 1: input = heatmap pixels
+    heat, mask = codec.encode_resolution(pts, np.full(len(pts), VISIBLE, np.int32), size)
+    assert np.asarray(mask).all()
+    return np.asarray(heat)
 
 
 def _plain_argmax(hm):
@@ -84,6 +94,8 @@ def test_full_chain_image_to_heatmap_and_back():
     rng = np.random.default_rng(3)
     size, stride = 256, 4
     hm_size = size // stride
+    codec = HeatmapCodec(size, (hm_size,), sigma=SIGMA)
+    assert codec.stride == stride
     for trial in range(40):
         center = rng.uniform(100, 500, size=2)
         scale = rng.uniform(80, 600)
@@ -92,13 +104,14 @@ def test_full_chain_image_to_heatmap_and_back():
         m = geometry.crop_matrix(center, scale, size, rot, flip)
         # A point inside the crop, away from the heatmap border.
         hm_pt = rng.uniform(3, hm_size - 4, size=2)
-        crop_pt = geometry.heatmap_to_input(hm_pt, stride)
+        crop_pt = heatmap_to_input(hm_pt, stride)
         img_pt = geometry.transform_points(crop_pt, geometry.invert_affine(m))
-        # Forward: image point -> crop -> heatmap target.
-        target = geometry.input_to_heatmap(geometry.transform_points(img_pt, m), stride)
-        hm = encode_gaussian(target, (hm_size, hm_size), SIGMA)[..., None]
-        coords, _ = decode_heatmaps(hm)
-        back = heatmap_coords_to_image(coords, stride, m)
+        # Forward: image point -> crop -> heatmap target (the codec's encoder).
+        hm, _ = codec.encode_resolution(geometry.transform_points(img_pt, m)[None],
+                                        [VISIBLE], hm_size)
+        back, _ = codec.decode(np.asarray(hm), m)
+        coords, _ = decode_heatmaps(np.asarray(hm))
+        np.testing.assert_array_equal(back, heatmap_coords_to_image(coords, stride, m))
         # Per crop axis the error is <= stride/4 input px; in the image that is scaled by
         # scale/size and may be rotated, so bound the Euclidean error by sqrt(2) of it.
         crop_err = np.abs(geometry.transform_points(back, m) - geometry.transform_points(img_pt, m))

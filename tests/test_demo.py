@@ -23,6 +23,7 @@ from mssh_keras.geometry import JOINT_BOX_PADDING, box_to_center_scale
 from mssh_keras.person_search import rotation_matrix
 from mssh_keras.skeleton import LSP14, MPII16
 from conftest import REAL_DATA, TINY
+from conftest import standing_pose as _standing
 
 ROOT = Path(__file__).resolve().parents[1]
 MPII_PHOTOS = REAL_DATA / "mmpose_testdata/tests/data/mpii"
@@ -43,8 +44,10 @@ FIGURE_SEED, FIGURE_SIZE, CANVAS_WH, N_FRAMES, STEP_PX, FPS = 3, 128, (400, 200)
 # A tiny untrained network, exported through mssh_keras.export as a real .tflite with its
 # metadata: real inference through the real runtime, for the plumbing tests.
 TINY_CONFIG = {**TINY, "input_size": 64, "schedule": (16,), "block": "ira"}
-_TINY_SOURCES = ("mssh_keras/export.py", "mssh_keras/runtime.py", "mssh_keras/model.py",
-                 "mssh_keras/blocks.py", "mssh_keras/hourglass.py", "mssh_keras/preprocess.py")
+_TINY_SOURCES = ("mssh_keras/export.py", "mssh_keras/model_file.py", "mssh_keras/writers.py",
+                 "mssh_keras/quantization.py", "mssh_keras/codec.py", "mssh_keras/runtime.py",
+                 "mssh_keras/model.py", "mssh_keras/blocks.py", "mssh_keras/hourglass.py",
+                 "mssh_keras/preprocess.py")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -108,12 +111,13 @@ def count_video_frames(path: Path) -> int:
 
 def _export_tiny(out_dir: Path) -> Path:
     from mssh_keras.config import ModelConfig
+    from mssh_keras.data.sample_crops import SampleCrops
     from mssh_keras.export import export
     from mssh_keras.model import build_network
 
     net = build_network(ModelConfig(**TINY_CONFIG), name="tiny")
-    (result,) = export(net, ["tflite"], out_dir, skeleton="lsp14", verify_samples=4,
-                       echo=lambda *_: None)
+    (result,) = export(net, ["tflite"], out_dir, crops=SampleCrops(), skeleton="lsp14",
+                       verify_samples=4, echo=lambda *_: None)
     return result.path
 
 
@@ -213,15 +217,6 @@ def test_one_euro_reset_and_edge_cases():
 
 
 # ----------------------------------------------------------------------------- tracker
-def _standing(cx: float = 200.0, cy: float = 150.0, height: float = 160.0) -> np.ndarray:
-    """A rough upright LSP14 pose, hips at (cx, cy), head top height/2 above them."""
-    u = height / 2
-    rel = {"r_ankle": (-0.1, 0.95), "r_knee": (-0.1, 0.5), "r_hip": (-0.1, 0.0),
-           "l_hip": (0.1, 0.0), "l_knee": (0.1, 0.5), "l_ankle": (0.1, 0.95),
-           "r_wrist": (-0.35, -0.05), "r_elbow": (-0.3, -0.3), "r_shoulder": (-0.2, -0.6),
-           "l_shoulder": (0.2, -0.6), "l_elbow": (0.3, -0.3), "l_wrist": (0.35, -0.05),
-           "neck": (0.0, -0.7), "head_top": (0.0, -1.0)}
-    return np.array([[cx + u * rel[n][0], cy + u * rel[n][1]] for n in LSP14.joints])
 
 
 def test_tracker_box_centred_on_hips_and_contains_confident_joints():

@@ -18,8 +18,10 @@ import numpy as np
 import pytest
 
 from mssh_keras import export as ex
-from mssh_keras import runtime
+from mssh_keras import model_file, runtime
+from mssh_keras.codec import HeatmapCodec
 from mssh_keras.config import ModelConfig
+from mssh_keras.data.sample_crops import SampleCrops, sample_crops
 from mssh_keras.data.synthetic import render_example
 from mssh_keras.decode import decode_heatmaps, flip_back, heatmap_coords_to_image
 from mssh_keras.model import build_network
@@ -53,6 +55,20 @@ def _tiny_network(seed: int) -> keras.Model:
     return net
 
 
+class _AskedCrops:
+    """A crop source of the test's own: export asks it for crops and reads no dataset."""
+
+    def __init__(self):
+        self.asked = []
+
+    def verification(self, skeleton, input_size, n):
+        self.asked.append(("verification", skeleton.name, input_size, n))
+        return sample_crops(skeleton, input_size, n, split="val", seed=5), f"test: {n} crops"
+
+    def calibration(self, skeleton, input_size, n):
+        raise AssertionError("calibration crops are for int8 TFLite files only")
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     d = tmp_path_factory.mktemp("export")
@@ -65,13 +81,16 @@ def exported(tmp_path_factory):
          "skeleton": "lsp14"}))
     net.save_weights(d / "tiny.weights.h5")
     results = ex.export(net, ["savedmodel", "tflite", "onnx"], d, source=keras_path,
-                        quantizations=list(ex.QUANTIZATIONS), base_name="tiny",
+                        crops=SampleCrops(), quantizations=list(ex.QUANTIZATIONS),
+                        base_name="tiny",
                         calibration_samples=32, verify_samples=16, limits=TEST_LIMITS,
                         echo=lambda s: None)
-    early = ex.export(net, ["onnx"], d, source=keras_path, stack=1, base_name="tiny",
-                      verify_samples=8, echo=lambda s: None)
+    asked = _AskedCrops()
+    early = ex.export(net, ["onnx"], d, source=keras_path, crops=asked, stack=1,
+                      base_name="tiny", verify_samples=8, echo=lambda s: None)
     return {"dir": d, "net": net, "keras": keras_path,
-            "files": {(r.format, r.quantization): r for r in results}, "early": early[0]}
+            "files": {(r.format, r.quantization): r for r in results}, "early": early[0],
+            "asked": asked.asked}
 
 
 def _person_image(seed: int = 7) -> tuple[np.ndarray, tuple]:
@@ -88,8 +107,8 @@ def test_every_format_and_quantization_is_written_and_verified(exported):
     assert set(files) == {("savedmodel", "fp32"), ("onnx", "fp32"),
                           *(("tflite", q) for q in ex.QUANTIZATIONS)}
     for (fmt, q), r in files.items():
-        assert r.path.exists() and runtime.sidecar_path(r.path).is_file()
-        report = json.loads(r.path.with_name(r.path.name + ".verify.json").read_text())
+        assert r.path.exists() and model_file.sidecar_path(r.path).is_file()
+        report = json.loads(model_file.verify_report_path(r.path).read_text())
         assert report["passed"], report
         assert report["samples"] == 16 and report["joints_compared"] == 16 * 14
         if q == "fp32":
@@ -111,25 +130,29 @@ def test_every_format_and_quantization_is_written_and_verified(exported):
 def test_metadata_is_complete_and_embedded_in_every_file(exported):
     files = exported["files"]
     for (fmt, q), r in files.items():
-        side = json.loads(runtime.sidecar_path(r.path).read_text())
+        side = json.loads(model_file.sidecar_path(r.path).read_text())
         assert side["skeleton"]["joints"] == list(LSP14.joints)
         assert side["skeleton"]["flip_pairs"] == [list(p) for p in LSP14.flip_pairs]
         assert side["skeleton"]["limbs"] == [list(p) for p in LSP14.limbs]
         assert side["skeleton"]["name"] == "lsp14"
         assert (side["input_size"], side["heatmap_size"], side["stride"]) == (64, 16, 4.0)
+        # The heatmap fields are the codec's: the network's last stack.
+        codec = HeatmapCodec(64, TINY_NET.schedule).for_stack()
+        assert {k: side[k] for k in codec.to_metadata()} == codec.to_metadata()
+        assert HeatmapCodec.from_metadata(side) == codec
         assert side["input"]["normalisation"] == ex.NORMALISATION
         assert side["input"]["shape"] == [1, 64, 64, 3]
         assert side["preset"] == "tiny-test" and side["model_config"]["schedule"] == [8, 16]
         assert side["package_version"] and side["format"] == fmt
         assert side["quantization"] == q and side["stack"] == 2 == side["num_stacks"]
-        embedded = {"tflite": runtime._tflite_metadata, "onnx": runtime._onnx_metadata,
+        embedded = {"tflite": model_file.tflite_metadata, "onnx": model_file.onnx_metadata,
                     "savedmodel": lambda p: json.loads(
-                        (p / runtime.SAVED_MODEL_METADATA).read_text())}[fmt](r.path)
+                        (p / model_file.SAVED_MODEL_METADATA).read_text())}[fmt](r.path)
         assert embedded == side
-    assert json.loads(runtime.sidecar_path(files[("onnx", "fp32")].path).read_text())[
+    assert json.loads(model_file.sidecar_path(files[("onnx", "fp32")].path).read_text())[
         "onnx_opset"] == ex.ONNX_OPSET
-    assert "calibration" in json.loads(
-        runtime.sidecar_path(files[("tflite", "int8")].path).read_text())
+    assert json.loads(model_file.sidecar_path(files[("tflite", "int8")].path).read_text())[
+        "calibration"] == "synthetic/train: 32 crops"
 
 
 def test_embedded_metadata_is_enough_without_the_sidecar(exported, tmp_path):
@@ -144,8 +167,12 @@ def test_embedded_metadata_is_enough_without_the_sidecar(exported, tmp_path):
 def test_early_exit_stack_has_its_own_resolution(exported):
     r = exported["early"]
     assert r.path.name == "tiny_stack1.onnx" and r.verification["passed"]
+    # Verified on the crops the caller's source gave, at the model's input size.
+    assert exported["asked"] == [("verification", "lsp14", 64, 8)]
+    assert r.verification["sample_source"] == "test: 8 crops"
     est = runtime.PoseEstimator(r.path)
     assert (est.metadata["stack"], est.heatmap_size, est.stride) == (1, 8, 8.0)
+    assert est.codec == HeatmapCodec(64, TINY_NET.schedule).for_stack(1)
     assert est.heatmaps(np.zeros((2, 64, 64, 3), np.uint8)).shape == (2, 8, 8, 14)
     frame, box = _person_image()
     assert est.predict(frame, box).keypoints.shape == (14, 2)
@@ -265,7 +292,7 @@ def test_flex_ops_are_refused(tmp_path):
 def test_verification_fails_for_a_different_model(exported):
     """The check can fail: another network's outputs are far from these files'."""
     other = ex.prepare_model(_tiny_network(1))
-    samples = ex.sample_crops(LSP14, 64, 8, split="val", seed=1)
+    samples = sample_crops(LSP14, 64, 8, split="val", seed=1)
     tfl = exported["files"][("tflite", "fp32")].path
     report = ex.verify(tfl, other, samples, "fp32", write=False)
     assert not report["passed"] and report["max_abs_diff"] > 1e-2
@@ -284,7 +311,7 @@ def test_prepare_model_input_size_and_errors(exported):
     with pytest.raises(ex.ExportError, match="stack"):
         ex.prepare_model(net, stack=3)
     with pytest.raises(ex.ExportError, match="TFLite only"):
-        ex.export(net, ["onnx"], exported["dir"], quantizations=["int8"])
+        ex.export(net, ["onnx"], exported["dir"], crops=SampleCrops(), quantizations=["int8"])
 
 
 def test_cli_reports_missing_model_and_bad_options(tmp_path, capsys):

@@ -12,10 +12,12 @@ import pytest
 
 from mssh_keras import SHIPPED_MODEL_DIR, geometry
 from mssh_keras import person_search as ps
-from mssh_keras.decode import decode_heatmaps, encode_gaussian, heatmap_coords_to_image
+from mssh_keras.codec import HeatmapCodec
+from mssh_keras.data.records import VISIBLE
 from mssh_keras.runtime import Pose, PoseEstimator
 from mssh_keras.skeleton import LSP14, MPII16
 from conftest import REAL_DATA
+from conftest import standing_pose as _standing
 
 LSPET = REAL_DATA / "lspet_axelcarlier"
 SHIPPED_TFLITE = SHIPPED_MODEL_DIR / "model.tflite"
@@ -23,15 +25,6 @@ HIPS = [LSP14.index("l_hip"), LSP14.index("r_hip")]
 SHOULDERS = [LSP14.index("l_shoulder"), LSP14.index("r_shoulder")]
 
 
-def _standing(cx=200.0, cy=150.0, height=160.0) -> np.ndarray:
-    """A rough upright LSP14 pose, hips at (cx, cy), head top height/2 above them."""
-    u = height / 2
-    rel = {"r_ankle": (-0.1, 0.95), "r_knee": (-0.1, 0.5), "r_hip": (-0.1, 0.0),
-           "l_hip": (0.1, 0.0), "l_knee": (0.1, 0.5), "l_ankle": (0.1, 0.95),
-           "r_wrist": (-0.35, -0.05), "r_elbow": (-0.3, -0.3), "r_shoulder": (-0.2, -0.6),
-           "l_shoulder": (0.2, -0.6), "l_elbow": (0.3, -0.3), "l_wrist": (0.35, -0.05),
-           "neck": (0.0, -0.7), "head_top": (0.0, -1.0)}
-    return np.array([[cx + u * rel[n][0], cy + u * rel[n][1]] for n in LSP14.joints])
 
 
 def _turned(points: np.ndarray, degrees: float, about) -> np.ndarray:
@@ -57,10 +50,11 @@ def test_keypoints_through_a_rotated_crop_and_back(rotation):
     np.testing.assert_allclose(back, pts, atol=1e-9)
     # Through heatmaps: Gaussians drawn at the joints' crop positions, decoded, mapped back.
     inside = pts[(np.abs(geometry.transform_points(pts, m) - 63.5) < 60).all(axis=1)]
-    hm_xy = geometry.input_to_heatmap(geometry.transform_points(inside, m), stride)
-    hm = np.stack([encode_gaussian(p, (32, 32), sigma=1.0) for p in hm_xy], axis=-1)
-    coords, _ = decode_heatmaps(hm)
-    got = heatmap_coords_to_image(coords, stride, m)
+    codec = HeatmapCodec(size, (32,), sigma=1.0)
+    assert codec.stride == stride
+    hm, _ = codec.encode_resolution(geometry.transform_points(inside, m),
+                                    np.full(len(inside), VISIBLE), 32)
+    got, _ = codec.decode(np.asarray(hm), m)
     px = scale / size  # image pixels per crop pixel
     assert np.abs(got - inside).max() <= (0.5 * stride * np.sqrt(2) + 0.01) * px
 
@@ -221,16 +215,22 @@ def test_upright_refinement_turns_a_leaning_person_upright(lean):
     assert abs((pose.rotation - want + 180) % 360 - 180) < 1.0
 
 
-def test_search_works_for_mpii_and_refuses_skeletons_without_a_torso():
+def test_search_works_for_mpii_and_needs_a_torso_only_to_turn_upright():
     lsp = _standing(cx=300.0, cy=200.0)
     mp = np.stack([lsp[LSP14.index(n)] if n in LSP14.joints else lsp[HIPS].mean(0)
                    for n in MPII16.joints])
     pose = ps.search(CropModel(mp, skeleton=MPII16), None)
     assert pose.keypoints.shape == (16, 2) and pose.model_calls >= 2
+    # A joint set without hips and shoulders (an animal, an object; a COCO-format
+    # dataset's own): searched by the box of its confident joints, without the torso
+    # floor; only the upright stage needs a torso, and says so before any model call.
     no_torso = SimpleNamespace(skeleton=SimpleNamespace(name="x", joints=("a", "b")),
                                metadata={}, predict=None)
     with pytest.raises(ValueError, match="hips/shoulders"):
-        ps.search(no_torso, None)
+        ps.search(no_torso, None, config=ps.SearchConfig(upright=True))
+    found = ps.search(CropModel(lsp, upright_only=False, skeleton=SimpleNamespace(
+        name="x", joints=tuple(f"point{i}" for i in range(14)))), None)
+    assert found.model_calls >= 2 and found.scores[-1] >= found.scores[0]
 
 
 # ----------------------------------------------------------------------------- real model

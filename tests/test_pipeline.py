@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from mssh_keras import geometry
+from mssh_keras.codec import HeatmapCodec, input_to_heatmap
 from mssh_keras.data.pipeline import (Augment, crop_example, crop_matrix_tf, eval_pipeline,
                                       training_pipeline, warp)
 from mssh_keras.data.synthetic import render_example
@@ -93,7 +94,8 @@ def _examples(n: int, size: int = 96) -> tf.data.Dataset:
 
 def test_training_pipeline_output_structure():
     schedule = (8, 16, 16)
-    ds = training_pipeline(_examples(6), LSP14, 32, schedule, batch_size=4, seed=0)
+    ds = training_pipeline(_examples(6), LSP14, HeatmapCodec(32, schedule), batch_size=4,
+                           seed=0)
     image, (maps, mask) = next(iter(ds))
     assert image.shape == (4, 32, 32, 3) and image.dtype == tf.float32
     assert float(tf.reduce_min(image)) >= 0.0 and float(tf.reduce_max(image)) <= 255.0
@@ -104,7 +106,8 @@ def test_training_pipeline_output_structure():
 
 
 def test_training_targets_peak_at_the_cropped_joints_without_augmentation():
-    ds = training_pipeline(_examples(4), LSP14, 64, (16,), 4, augment=None, shuffle=0)
+    ds = training_pipeline(_examples(4), LSP14, HeatmapCodec(64, (16,)), 4, augment=None,
+                           shuffle=0)
     ev = eval_pipeline(_examples(4), LSP14, 64, 4)
     (_, ((maps,), mask)), (_, meta) = next(iter(ds)), next(iter(ev))
     maps, mask = np.asarray(maps), np.asarray(mask)
@@ -114,7 +117,7 @@ def test_training_targets_peak_at_the_cropped_joints_without_augmentation():
         for k in range(14):
             if mask[b, k] and meta["flags"].numpy()[b, k] == 2:
                 v, u = np.unravel_index(np.argmax(maps[b, ..., k]), (16, 16))
-                uv = geometry.input_to_heatmap(crop[b, k], 4.0)
+                uv = input_to_heatmap(crop[b, k], 4.0)
                 assert np.abs(np.array([u, v]) - uv).max() <= 0.5 + 1e-5
                 hits += 1
     assert hits > 20
@@ -139,7 +142,8 @@ def test_eval_pipeline_is_deterministic_and_keeps_what_evaluation_needs():
 def test_augmentation_varies_the_crop():
     # The same 4 examples twice in a row from one iterator: each pass draws new
     # augmentation (two fresh iterators may repeat draws once a global seed is set).
-    ds = training_pipeline(_examples(4).repeat(), LSP14, 32, (8,), 4, shuffle=0, seed=0)
+    ds = training_pipeline(_examples(4).repeat(), LSP14, HeatmapCodec(32, (8,)), 4, shuffle=0,
+                           seed=0)
     batches = iter(ds)
     one, two = next(batches)[0].numpy(), next(batches)[0].numpy()
     assert not np.allclose(one, two)

@@ -1,18 +1,17 @@
-"""Tests for the per-stack Gaussian targets (mssh_keras/targets.py)."""
+"""Tests for the per-stack Gaussian targets (``HeatmapCodec.encode``, mssh_keras/codec.py)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from mssh_keras.geometry import heatmap_to_input, input_to_heatmap
-from mssh_keras.targets import gaussian_heatmaps, stack_targets
+from mssh_keras.codec import HeatmapCodec, heatmap_to_input, input_to_heatmap
 
 SIZE = 64
 
 
 def _maps(joints, flags, resolution=16, **kw):
-    heat, mask = gaussian_heatmaps(np.asarray(joints, np.float32), np.asarray(flags, np.int32),
-                                   SIZE, resolution, **kw)
+    heat, mask = HeatmapCodec(SIZE, (resolution,), **kw).encode_resolution(
+        np.asarray(joints, np.float32), np.asarray(flags, np.int32), resolution)
     return np.asarray(heat), np.asarray(mask)
 
 
@@ -109,7 +108,7 @@ def test_stack_targets_one_map_per_stack_at_its_resolution():
     schedule = (8, 16, 16, 32)
     joints = np.array([[21.5, 37.5], [10.0, 50.0], [70.0, 3.0]], np.float32)
     flags = np.array([2, 1, 2], np.int32)
-    maps, mask = stack_targets(joints, flags, SIZE, schedule, 1.0, 1.0, -1.0)
+    maps, mask = HeatmapCodec(SIZE, schedule, 1.0, 1.0, -1.0).encode(joints, flags)
     assert [tuple(m.shape) for m in maps] == [(r, r, 3) for r in schedule]
     np.testing.assert_array_equal(np.asarray(maps[1]), np.asarray(maps[2]))
     assert np.asarray(mask).tolist() == [1.0, 1.0, 0.0]

@@ -211,7 +211,9 @@ def test_a_bf16_run_saves_float32_models_that_export_and_verify(bf16_runs, tmp_p
     weights, and their TFLite export verifies within the fp32 tolerance."""
     import keras
 
-    from mssh_keras.export import export, load_network
+    from mssh_keras.data.sample_crops import SampleCrops
+    from mssh_keras.export import export
+    from mssh_keras.model_file import load_network
     root = bf16_runs["root"] / "straight"
     trained = bf16_runs["straight"]["network"]
     for name in ("final.keras", "best.keras"):
@@ -222,7 +224,7 @@ def test_a_bf16_run_saves_float32_models_that_export_and_verify(bf16_runs, tmp_p
     for wa, wb in zip(final.get_weights(), trained.get_weights()):
         np.testing.assert_array_equal(wa, wb)
     [done] = export(final, ["tflite"], tmp_path, source=root / "final.keras",
-                    verify_samples=4, echo=lambda *a: None)
+                    crops=SampleCrops(), verify_samples=4, echo=lambda *a: None)
     report = done.verification
     assert report["passed"] and report["max_abs_diff"] <= 1e-4, report
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
+from ..codec import HeatmapCodec
 from ..skeleton import Skeleton
-from ..targets import stack_targets
 
 
 @dataclass(frozen=True)
@@ -126,24 +126,22 @@ def crop_example(ex: dict, size: int, flip_perm, augment: Augment | None):
     return image, joints, flags, m
 
 
-def training_pipeline(ds: tf.data.Dataset, skeleton: Skeleton, input_size: int,
-                      schedule: tuple[int, ...], batch_size: int, sigma: float = 1.0,
-                      visible_amplitude: float = 1.0, occluded_amplitude: float = -1.0,
-                      augment: Augment | None = Augment(), shuffle: int = 1000,
-                      seed: int | None = None, drop_remainder: bool = True,
-                      skip: int = 0) -> tf.data.Dataset:
+def training_pipeline(ds: tf.data.Dataset, skeleton: Skeleton, codec: HeatmapCodec,
+                      batch_size: int, augment: Augment | None = Augment(),
+                      shuffle: int = 1000, seed: int | None = None,
+                      drop_remainder: bool = True, skip: int = 0) -> tf.data.Dataset:
     """Examples -> batches of (image, (per-stack heatmaps, mask)) for ``PoseTrainer``.
 
-    ``skip`` drops that many shuffled examples before they are cropped (a resumed run
+    ``codec`` says the crop size (its input size) and makes each stack's targets
+    (``HeatmapCodec.encode``). ``skip`` drops that many shuffled examples before they are cropped (a resumed run
     continues the stream without paying the crop, augmentation and targets of the part
     already trained on).
     """
     perm = skeleton.flip_permutation
 
     def to_xy(ex):
-        image, joints, flags, _ = crop_example(ex, input_size, perm, augment)
-        maps, mask = stack_targets(joints, flags, input_size, schedule, sigma,
-                                   visible_amplitude, occluded_amplitude)
+        image, joints, flags, _ = crop_example(ex, codec.input_size, perm, augment)
+        maps, mask = codec.encode(joints, flags)
         return image, (maps, mask)
 
     if shuffle:

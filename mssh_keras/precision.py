@@ -2,8 +2,8 @@
 
 These choices change speed, not the model: the weights stay float32 variables under
 every setting, so a checkpoint, ``best.keras``, ``final.keras`` and every export are
-float32 whatever trained them. ``auto`` picks per device from what
-``benchmarks/train_speed.py`` measured (see ``benchmarks/README.md``).
+float32 whatever trained them. ``auto`` picks per device from the measurements in
+``benchmarks/README.md``.
 """
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from mssh_keras import SHIPPED_MODEL_DIR
-from mssh_keras.cli import positive_int
+from mssh_keras.cli import add_coco_arguments, positive_int
 
 DEFAULT_MODEL = SHIPPED_MODEL_DIR / "model.keras"
 
@@ -29,14 +29,8 @@ def main(argv=None) -> int:
                          "or coco (default when --annotations / --val-annotations is given)")
     ap.add_argument("--split", help="default: the dataset's evaluation split (coco: val, its "
                                     "validation file or hold-out; 'all' for a whole file)")
-    coco = ap.add_argument_group("--dataset coco (docs/your-own-data.md)")
-    coco.add_argument("--annotations", metavar="FILE.json", help="COCO keypoints JSON")
-    coco.add_argument("--images", metavar="DIR", help="its images (default: the JSON's folder)")
-    coco.add_argument("--val-annotations", metavar="FILE.json",
-                      help="validation file (the 'val' split); without it 'val' is the "
-                           "hold-out of --annotations, as in training")
-    coco.add_argument("--val-images", metavar="DIR", help="its images (default: --images)")
-    coco.add_argument("--category", help="keypoint category (name or id), if there are several")
+    coco = add_coco_arguments(ap, "validation file (the 'val' split); without it 'val' is "
+                                  "the hold-out of --annotations, as in training")
     coco.add_argument("--oks-sigmas", metavar="S[,S...]",
                       help="OKS sigmas for AP: one for all joints or one per joint; default: "
                            "COCO's for COCO's joints, 0.067 for others")

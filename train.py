@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mssh_keras.cli import (non_negative_float, non_negative_int, positive_float,
+from mssh_keras.cli import (add_coco_arguments, non_negative_float, non_negative_int, positive_float,
                             positive_int, positive_int_list, unit_interval)
 from mssh_keras.config import OPTIMIZERS, PRESETS
 from mssh_keras.precision import JIT, PRECISIONS, use_onednn
@@ -74,16 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="CPU threads per op (e.g. 1 to run two trainings side by side)")
     ap.add_argument("--data-dir", help="TFDS data directory (prepared datasets)")
     ap.add_argument("--manual-dir", help="folder with the official dataset files")
-    coco = ap.add_argument_group("--dataset coco (your own keypoints, docs/your-own-data.md)")
-    coco.add_argument("--annotations", metavar="FILE.json",
-                      help="COCO keypoints JSON (CVAT, Label Studio, Roboflow exports)")
-    coco.add_argument("--images", metavar="DIR",
-                      help="folder of its images (default: the JSON's folder)")
-    coco.add_argument("--val-annotations", metavar="FILE.json",
-                      help="validation file; default: a fixed ~10%% of --annotations' images "
-                           "(CRC-32 of the file name divisible by 10)")
-    coco.add_argument("--val-images", metavar="DIR", help="its images (default: --images)")
-    coco.add_argument("--category", help="keypoint category (name or id), if there are several")
+    coco = add_coco_arguments(ap, "validation file; default: a fixed ~10%% of --annotations' "
+                                  "images (CRC-32 of the file name divisible by 10)")
     coco.add_argument("--flip-pairs", metavar="A:B,...",
                       help="left/right joint pairs swapped by mirroring, by name or 1-based "
                            "number, or 'none'; default: derived from left_/right_ names")

@@ -52,3 +52,17 @@ def positive_int_list(text: str) -> tuple[int, ...]:
     if any(v < 1 for v in values):
         raise argparse.ArgumentTypeError(f"must be positive integers, got {text!r}")
     return values
+
+
+def add_coco_arguments(ap: argparse.ArgumentParser, val_help: str):
+    """The options that name a COCO keypoints dataset, the same in train.py and evaluate.py;
+    returns their argument group for each command's own additions."""
+    coco = ap.add_argument_group("--dataset coco (your own keypoints, docs/your-own-data.md)")
+    coco.add_argument("--annotations", metavar="FILE.json",
+                      help="COCO keypoints JSON (CVAT, Label Studio, Roboflow exports)")
+    coco.add_argument("--images", metavar="DIR",
+                      help="folder of its images (default: the JSON's folder)")
+    coco.add_argument("--val-annotations", metavar="FILE.json", help=val_help)
+    coco.add_argument("--val-images", metavar="DIR", help="its images (default: --images)")
+    coco.add_argument("--category", help="keypoint category (name or id), if there are several")
+    return coco

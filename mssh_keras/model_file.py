@@ -225,20 +225,28 @@ def write_saved_model_metadata(saved_model_dir: str | os.PathLike, metadata: dic
 
 
 def embed_tflite_metadata(tflite_bytes: bytes, metadata: dict) -> bytes:
-    """Add ``metadata`` as JSON under METADATA_KEY in the model's metadata table."""
+    """Store ``metadata`` as JSON under METADATA_KEY in the model's metadata table.
+
+    Embedding again (ship_model re-embeds after calibration) rewrites the entry's own
+    buffer, so a file never carries stale copies.
+    """
     import flatbuffers
     from ai_edge_litert import schema_py_generated as fb
 
     model = fb.ModelT.InitFromPackedBuf(bytearray(tflite_bytes), 0)
-    model.metadata = [m for m in (model.metadata or []) if m.name != METADATA_KEY.encode()
-                      and m.name != METADATA_KEY]
+    model.metadata = model.metadata or []
+    entry = next((m for m in model.metadata if m.name in (METADATA_KEY, METADATA_KEY.encode())),
+                 None)
     buf = fb.BufferT()
     buf.data = np.frombuffer(json.dumps(metadata).encode("utf-8"), np.uint8)
-    model.buffers.append(buf)
-    entry = fb.MetadataT()
-    entry.name = METADATA_KEY
-    entry.buffer = len(model.buffers) - 1
-    model.metadata.append(entry)
+    if entry is None:
+        model.buffers.append(buf)
+        entry = fb.MetadataT()
+        entry.name = METADATA_KEY
+        entry.buffer = len(model.buffers) - 1
+        model.metadata.append(entry)
+    else:
+        model.buffers[entry.buffer] = buf
     builder = flatbuffers.Builder(len(tflite_bytes) + 4096)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())

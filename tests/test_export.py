@@ -164,6 +164,19 @@ def test_embedded_metadata_is_enough_without_the_sidecar(exported, tmp_path):
         assert est.metadata["quantization"] == key[1] and est.skeleton.joints == LSP14.joints
 
 
+def test_embedding_metadata_again_replaces_it_in_place(exported, tmp_path):
+    """ship_model re-embeds after calibration: the file must not grow a stale copy."""
+    from ai_edge_litert import schema_py_generated as fb
+    src = exported["files"]["tflite", "fp32"].path
+    meta = model_file.tflite_metadata(src)
+    again = model_file.embed_tflite_metadata(src.read_bytes(), {**meta, "note": "second"})
+    buffers = lambda data: fb.Model.GetRootAs(data, 0).BuffersLength()  # noqa: E731
+    assert buffers(again) == buffers(src.read_bytes())
+    (tmp_path / "again.tflite").write_bytes(again)
+    assert model_file.tflite_metadata(tmp_path / "again.tflite") == {**meta, "note": "second"}
+    assert abs(len(again) - src.stat().st_size) < 64
+
+
 def test_early_exit_stack_has_its_own_resolution(exported):
     r = exported["early"]
     assert r.path.name == "tiny_stack1.onnx" and r.verification["passed"]

@@ -157,3 +157,22 @@ def test_missing_manual_files_are_explained(tmp_path):
     with pytest.raises(DatasetFilesError) as e:  # no manual_dir at all
         datasets.load("mpii", "val", data_dir=str(tmp_path / "data"))
     assert "does not exist or is empty" in str(e.value) and "annot/valid.h5" in str(e.value)
+
+
+def test_a_second_loader_waits_while_the_dataset_is_prepared(tmp_path):
+    """Two trainings started at once on an unprepared dataset must not both build it."""
+    import threading
+
+    from mssh_keras.data.tfds_builders import Lspet, is_prepared
+
+    manual = make_lspet_manual(tmp_path / "manual", n=12)
+    data_dir = str(tmp_path / "data")
+    result = {}
+    with datasets._preparing(Lspet(data_dir=data_dir)):  # as if another process prepares
+        loader = threading.Thread(target=lambda: result.update(
+            n=len(as_numpy(datasets.load("lspet", "all", data_dir, str(manual))))))
+        loader.start()
+        loader.join(timeout=3.0)
+        assert loader.is_alive() and not is_prepared(Lspet(data_dir=data_dir))
+    loader.join(timeout=120)
+    assert result == {"n": 11}

@@ -13,6 +13,7 @@ set: LSP train + all of LSPET; its "test" split is LSP test). For combinations,
 """
 from __future__ import annotations
 
+import contextlib
 import os
 
 import numpy as np
@@ -90,18 +91,19 @@ def _load_real(name: str, split: str, data_dir: str | None,
     if split not in SPLITS[name]:
         raise ValueError(f"{name}: unknown split {split!r}; known: {sorted(SPLITS[name])}")
     builder = BUILDERS[name](data_dir=data_dir)
-    prepared = is_prepared(builder)
-    if prepared and manual_dir is not None:  # built from these files? (else refuse)
-        check_source(builder, manual_dir)
-    try:
-        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-            manual_dir=manual_dir, try_download_gcs=False))
-    except AssertionError as e:  # TFDS's way of saying "manual_dir is missing or empty"
-        if "Manual directory" not in str(e):
-            raise
-        raise DatasetFilesError(f"{name}: {e}") from None
-    if not prepared and manual_dir is not None:
-        record_source(builder, manual_dir)
+    with _preparing(builder):
+        prepared = is_prepared(builder)
+        if prepared and manual_dir is not None:  # built from these files? (else refuse)
+            check_source(builder, manual_dir)
+        try:
+            builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+                manual_dir=manual_dir, try_download_gcs=False))
+        except AssertionError as e:  # TFDS's way of saying "manual_dir is missing or empty"
+            if "Manual directory" not in str(e):
+                raise
+            raise DatasetFilesError(f"{name}: {e}") from None
+        if not prepared and manual_dir is not None:
+            record_source(builder, manual_dir)
     stored = builder.info.splits
     if split == "all":
         spec = "+".join(s for s in SPLITS[name] if s in stored)
@@ -140,3 +142,26 @@ def from_records(records: list[dict]) -> tf.data.Dataset:
         return out
 
     return tf.data.Dataset.from_tensor_slices(columns).map(decode)
+
+
+@contextlib.contextmanager
+def _preparing(builder):
+    """Hold an exclusive lock on the dataset's folder while it is checked and prepared.
+
+    Two trainings (or test workers) started together on an unprepared dataset would both
+    build it and race on TFDS's final rename; with the lock the second waits, then finds
+    it prepared. No-op where ``fcntl`` does not exist (Windows).
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    folder = os.path.dirname(builder.data_dir)  # DATA_DIR/<name>, above the version folder
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, ".prepare.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

@@ -23,6 +23,7 @@ from pathlib import Path
 from mssh_keras import SHIPPED_MODEL_DIR
 from mssh_keras.cli import positive_int
 from mssh_keras.model_file import FORMATS, QUANTIZATIONS
+from mssh_keras.paths import portable_path
 
 ROOT = Path(__file__).resolve().parent
 SHIPPED_MODEL = SHIPPED_MODEL_DIR / "model.keras"
@@ -59,7 +60,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="savedmodel, tflite, onnx, a comma list, or all (default tflite)")
     src = ap.add_mutually_exclusive_group()
     src.add_argument("--model", help=f".keras model or .weights.h5 (default: the shipped "
-                                     f"{SHIPPED_MODEL.relative_to(ROOT)})")
+                                     f"{portable_path(SHIPPED_MODEL)})")
     src.add_argument("--preset", help="export an UNTRAINED network of this preset (for "
                                       "latency tests only: its keypoints are noise)")
     ap.add_argument("--quantize", type=_list(QUANTIZATIONS), default=["fp32"],
@@ -103,7 +104,7 @@ def check_destination(out: Path) -> None:
 
     target = Path(os.path.abspath(out))
     if target == MODELS_DIR or MODELS_DIR in target.parents:
-        raise OutputDirError(f"--output-dir {out} is inside {MODELS_DIR.relative_to(ROOT)}/, "
+        raise OutputDirError(f"--output-dir {out} is inside {portable_path(MODELS_DIR)}/, "
                              f"which holds shipped models and their calibrated metadata and "
                              f"is written only by scripts/ship_model.py: choose another "
                              f"--output-dir")

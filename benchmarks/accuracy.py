@@ -36,7 +36,7 @@ person's left, like LSP's, so no swap): ankles 27/28, knees 25/26, hips 23/24, w
 a and b are fitted by least squares (each person weighted by 1 / torso^2, so the fit
 minimises the torso-normalised error PCK thresholds; then refitted once on the people
 whose error is within 0.5 torso, so a person BlazePose missed entirely does not drag the
-rule) on LSPET **training** people (``--fit-people``, default 400; gt-box crops), never on
+rule) on LSPET **training** people (``--fit-people``, default 400; upright GT-box crops), never on
 the scored validation people. The fitted values, the people used and the residuals are in
 the JSON (``head_rule``); the fit runs again on every run (a few seconds).
 
@@ -384,11 +384,12 @@ def markdown(rows: Sequence[dict], comparisons: Sequence[dict]) -> str:
 # ----------------------------------------------------------------------------- run
 def fit_on_training_people(records: Sequence[dict],
                            runner: Callable[[np.ndarray], np.ndarray]) -> dict:
-    """BlazePose on the gt-box crops of ``records`` (training people), then
-    ``fit_head_rule`` against their annotations."""
+    """BlazePose on the upright GT-box crops of ``records`` (training people: its own
+    ROI convention, where its landmarks are right most often), then ``fit_head_rule``
+    against their annotations."""
     lms = []
     for rec in records:
-        c, m = crop(read_rgb(rec["path"]), person_rois(rec)["gt-box"], BLAZEPOSE_SIZE)
+        c, m = crop(read_rgb(rec["path"]), person_rois(rec)["gt-box-upright"], BLAZEPOSE_SIZE)
         lms.append(blazepose_landmarks(runner(c.astype(np.float32) / 255.0), m))
     return fit_head_rule(np.stack(lms), np.stack([r["joints"] for r in records]),
                          np.stack([r["flags"] for r in records]) > 0)
@@ -469,7 +470,7 @@ def main(argv=None) -> int:
         "head_rule": {"neck": "S + a (E - S)", "head_top": "E + b (E - S)",
                       "S": "mid-shoulders (11, 12)", "E": "mid-ears (7, 8)",
                       "fitted_on": f"{len(train)} LSPET train people (evenly spread), "
-                                   f"gt-box crops",
+                                   f"upright GT-box crops",
                       "method": "least squares weighted by 1/torso^2, refit on people "
                                 f"within {INLIER_TORSO} torso", **rule},
         "settings": {"threads": args.threads, "bootstrap": args.bootstrap,

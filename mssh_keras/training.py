@@ -117,10 +117,25 @@ def saved_options(output_dir: str | os.PathLike) -> dict | None:
         raise TrainingError(f"{path} is not a run configuration ({err}); restore it from "
                             f"a copy or start a new --output-dir") from None
     options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
-    for key in PATH_OPTIONS:  # stored relative to the repository (portable_path)
+    # Runs started before "paths_relative_to" stored their paths relative to the repository.
+    relative = json.loads(path.read_text()).get("paths_relative_to") == "run folder"
+    base = Path(output_dir) if relative else REPO
+    for key in PATH_OPTIONS:
         if options.get(key):
-            options[key] = str(REPO / Path(options[key]).expanduser())
+            options[key] = os.path.normpath(base / Path(options[key]).expanduser())
     return options
+
+
+def run_relative_path(path: str | os.PathLike | None, run_dir: str | os.PathLike) -> str | None:
+    """``path`` relative to the run folder (portable_path where no relative path exists,
+    e.g. another Windows drive): a resumed run finds its data from any current folder, and
+    a committed run_config.json carries no absolute path of the machine that wrote it."""
+    if path is None:
+        return None
+    try:
+        return Path(os.path.relpath(os.path.abspath(path), os.path.abspath(run_dir))).as_posix()
+    except ValueError:
+        return portable_path(path)
 
 
 def scaled_learning_rate(base_lr: float, base_batch: int, batch: int) -> float:
@@ -235,12 +250,14 @@ def _config_record(opts, mcfg, tcfg, skeleton) -> dict:
     from .data.coco import skeleton_definition
 
     options = dataclasses.asdict(opts)
-    for key in ("output_dir", *PATH_OPTIONS):  # no absolute machine paths
-        options[key] = portable_path(options[key])
+    options["output_dir"] = portable_path(options["output_dir"])  # no absolute machine paths
+    for key in PATH_OPTIONS:  # relative to the run folder: --resume finds them from anywhere
+        options[key] = run_relative_path(options[key], opts.output_dir)
     # "skeleton": the joint set's name (lsp14, mpii16, or e.g. person17 for a COCO file);
     # "skeleton_definition": all of it (joints, flip pairs, limbs, torso), which export and
     # PoseEstimator read for a joint set the code does not know.
-    return {"options": options, "model": dataclasses.asdict(mcfg),
+    return {"options": options, "paths_relative_to": "run folder",
+            "model": dataclasses.asdict(mcfg),
             "train": dataclasses.asdict(tcfg), "skeleton": skeleton.name,
             "skeleton_definition": skeleton_definition(skeleton)}
 

@@ -611,20 +611,30 @@ def test_portable_paths():
     assert portable_path(None) is None
 
 
-def test_writers_store_portable_paths(saved_models, tmp_path):
+def test_writers_store_portable_paths(saved_models, tmp_path, monkeypatch):
     from mssh_keras.config import ModelConfig, TrainConfig
     from mssh_keras.skeleton import LSP14
-    from mssh_keras.training import RunOptions, _config_record
+    from mssh_keras.training import RunOptions, _config_record, saved_options
 
     assert saved_models["meta"]["source_model"] == "tiny.keras"  # outside the repo: the name
-    record = _config_record(RunOptions(output_dir=str(ROOT / "runs/x"),
-                                       data_dir=str(ROOT.parent / "runs/tfds"),
-                                       manual_dir=str(tmp_path / "lspet")),
+    run = tmp_path / "runs/x"
+    record = _config_record(RunOptions(output_dir=str(run), data_dir=str(tmp_path / "tfds"),
+                                       manual_dir=str(tmp_path / "DATA/lspet")),
                             ModelConfig(), TrainConfig(), LSP14)
-    assert record["options"]["output_dir"] == "runs/x"
-    assert record["options"]["data_dir"] == "../runs/tfds"
-    assert record["options"]["manual_dir"] == "lspet"
+    # Data paths relative to the run folder: --resume finds them from any current folder.
+    assert record["options"]["data_dir"] == "../../tfds"
+    assert record["options"]["manual_dir"] == "../../DATA/lspet"
     assert not ABSOLUTE.search(json.dumps(record))
+    run.mkdir(parents=True)
+    (run / "run_config.json").write_text(json.dumps(record))
+    monkeypatch.chdir(ROOT)
+    assert saved_options(run)["manual_dir"] == str(tmp_path / "DATA/lspet")
+    assert saved_options(run)["data_dir"] == str(tmp_path / "tfds")
+    # A run_config.json from before "paths_relative_to": relative to the repository.
+    del record["paths_relative_to"]
+    record["options"]["manual_dir"] = "../shared/lspet"
+    (run / "run_config.json").write_text(json.dumps(record))
+    assert saved_options(run)["manual_dir"] == str(ROOT.parent / "shared/lspet")
 
 
 @needs_shipped

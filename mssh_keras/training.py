@@ -112,14 +112,14 @@ def saved_options(output_dir: str | os.PathLike) -> dict | None:
     if not path.exists():
         return None
     try:
-        options = json.loads(path.read_text())["options"]
+        record = json.loads(path.read_text())
+        options = record["options"]
     except (ValueError, KeyError, TypeError) as err:
         raise TrainingError(f"{path} is not a run configuration ({err}); restore it from "
                             f"a copy or start a new --output-dir") from None
     options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
     # Runs started before "paths_relative_to" stored their paths relative to the repository.
-    relative = json.loads(path.read_text()).get("paths_relative_to") == "run folder"
-    base = Path(output_dir) if relative else REPO
+    base = Path(output_dir) if record.get("paths_relative_to") == "run folder" else REPO
     for key in PATH_OPTIONS:
         if options.get(key):
             options[key] = os.path.normpath(base / Path(options[key]).expanduser())

@@ -6,8 +6,8 @@ one pass in the tracked, rotated crop. This measures what that costs, end to end
 (``python -m demo --headless``: decoding, model, tracking, smoothing, drawing, video and
 JSON writing) and per frame (``PosePipeline.process`` alone), for:
 
-- ``search``: the default (whole frame, then crops around the confident joints while the
-  score improves);
+- ``search``: the default (whole frame, then re-crops around the confident joints of the
+  latest pass; the best-scoring pass wins);
 - ``single``: ``--no-search``, one letterboxed pass of the whole frame instead;
 - ``upright``: ``--upright``, the search also tries crops turned upright.
 

@@ -4,7 +4,7 @@ Why a separate piece: the window/recording app and the tests drive the same logi
 this is the part that decides what the model sees. Order per frame:
   1. crop the tracked body box, turned by the tracked angle (one model call); when not
      tracking, search the whole frame coarse to fine (mssh_keras.person_search: the
-     whole frame, then crops around the confident joints while the score improves);
+     whole frame, then re-crops around the confident joints of the latest pass);
   2. if a tracked crop scores below the threshold, the person was lost: search the full
      frame again *on this frame* (BlazePose re-runs its detector the same way);
   3. update the box and its angle from the new keypoints; on loss, reset them and the filter;

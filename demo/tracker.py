@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 
 # pose_score: mean joint confidence clipped to [0, 1], the search's score (one definition).
-from mssh_keras.person_search import (pose_score, rotation_matrix, torso, torso_joints,
-                                      upright_rotation)
+from mssh_keras.person_search import (confident_joints, pose_score, rotation_matrix, torso,
+                                      torso_joints, upright_rotation)
 from mssh_keras.skeleton import Skeleton
 
 
@@ -34,7 +34,9 @@ from mssh_keras.skeleton import Skeleton
 class TrackerConfig:
     track_threshold: float = 0.3   # mean joint confidence (clipped to [0, 1]) to keep the track
     joint_threshold: float = 0.3   # a joint counts for the box extent at or above this
-    min_joints: int = 4            # fewer confident joints than this: track lost
+    min_joints: int = 4            # fewer confident joints than this: the most confident
+    #                                this many shape the box (as the search's crops); the
+    #                                track is lost by the pose score alone (track_threshold)
     torso_factor: float = 1.7      # half side >= this x torso length (shoulders-hips midpoints)
     body_factor: float = 1.15      # half side >= this x farthest confident joint from the centre
     smoothing: float = 0.6         # weight of the new box in the running average (1 = none)
@@ -108,9 +110,9 @@ class RoiTracker:
         The extent is measured along the crop's axes, turned by ``rotation`` degrees."""
         cfg = self.config
         pts = np.asarray(keypoints, np.float64)
-        ok = np.asarray(confidence, np.float64) >= cfg.joint_threshold
+        ok = confident_joints(confidence, cfg.joint_threshold, cfg.min_joints)
         ok &= np.isfinite(pts).all(axis=1)
-        if int(ok.sum()) < cfg.min_joints:
+        if int(ok.sum()) < 2:
             return None
         conf_pts = pts[ok]
         hips = _midpoint(pts, ok, *self._hips) if self._hips else None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .data.records import MISSING
+from .geometry import JOINT_BOX_PADDING
 from .metrics import pck_hits, torso_lengths
 from .skeleton import Skeleton
 
@@ -35,9 +36,51 @@ def youden_threshold(scores: np.ndarray, positive: np.ndarray) -> tuple[float, f
     return float(s[k]), float(j[k])
 
 
-def calibrate_thresholds(preds: dict, skeleton: Skeleton, pck: float = 0.2) -> dict:
+def person_absent_boxes(records: list[dict], image_sizes: list[tuple[int, int]],
+                        padding: float = JOINT_BOX_PADDING) -> list[tuple | None]:
+    """For each record (``center``, ``scale``: its ground-truth crop), the same-sized box
+    moved one side away (right, left, down or up: the first whose centre is in the
+    image), or None: a crop of the same frame without the person in its middle."""
+    out = []
+    for r, (h, w) in zip(records, image_sizes):
+        side = float(r["scale"]) / padding
+        c = np.asarray(r["center"], np.float64)
+        box = None
+        for d in ((side, 0.0), (-side, 0.0), (0.0, side), (0.0, -side)):
+            x, y = c + d
+            if 0 <= x < w and 0 <= y < h:
+                box = (x - side / 2, y - side / 2, x + side / 2, y + side / 2)
+                break
+        out.append(box)
+    return out
+
+
+def track_threshold(present: np.ndarray, absent: np.ndarray, keep: float = 0.95) -> dict:
+    """The pose score (mean clipped joint confidence, ``person_search.pose_score``) above
+    which a tracker keeps a person: the one that ``keep`` of the validation people score
+    in their ground-truth box. Recall first: a lost track costs a whole-frame search (about
+    4 model calls) while a kept empty crop scores lower on the next frames and is dropped
+    then. The share of ``absent`` crops (the same frames one box away) that would be kept
+    is reported. A joint's threshold does not fit here: a pose's mean confidence includes
+    its weak joints, and a well trained model scores most present people below it."""
+    present = np.asarray(present, np.float64)
+    absent = np.asarray(absent, np.float64)
+    if present.size == 0:
+        raise ValueError("track calibration needs crops of present people")
+    threshold = float(np.quantile(present, 1.0 - keep))
+    return {"track_threshold": round(threshold, 4),
+            "track_absent_kept": round(float((absent >= threshold).mean()), 4)
+            if absent.size else None,
+            "track_crops": [int(present.size), int(absent.size)],
+            "track_rule": f"kept by {keep:.0%} of validation people in their GT box"}
+
+
+def calibrate_thresholds(preds: dict, skeleton: Skeleton, pck: float = 0.2,
+                         track: dict | None = None) -> dict:
     """Joint and track thresholds for a model from ``evaluator.predict_dataset`` output
-    on annotated validation people (LSP-style skeletons: PCK@``pck`` of the torso)."""
+    on annotated validation people (LSP-style skeletons: PCK@``pck`` of the torso).
+    ``track``: ``track_threshold``'s result; without it the track threshold is the joint
+    threshold (the demo's hand-set defaults are 0.3 / 0.3)."""
     valid = preds["flags"] > MISSING
     ref = torso_lengths(preds["gt"], skeleton, valid)
     hits, counted = pck_hits(preds["pred"], preds["gt"], valid, ref, pck)
@@ -46,10 +89,9 @@ def calibrate_thresholds(preds: dict, skeleton: Skeleton, pck: float = 0.2) -> d
     threshold, j = youden_threshold(conf[counted], hits[counted].astype(bool))
     return {
         "joint_threshold": round(threshold, 4),
-        # The tracker keeps a person while the mean clipped confidence stays above this;
-        # the same level as a single joint, as in the demo's hand-set defaults (0.3/0.3).
         "track_threshold": round(threshold, 4),
         "youden_j": round(j, 4),
         "joints_used": int(counted.sum()),
         "rule": f"Youden's J on PCK@{pck:g} correctness of validation joints",
+        **(track or {}),
     }

@@ -405,7 +405,8 @@ class PoseEstimator:
 
         ``flip_test`` also runs the mirrored crop and averages the heatmaps (decode.flip_back).
         Without a box the person is searched coarse to fine (mssh_keras.person_search:
-        whole frame, then crops around the confident joints while the score improves);
+        whole frame, then re-crops around the latest pass's confident joints; the
+        best-scoring pass wins);
         with a box it is one pass in that box, rotated by ``rotation`` degrees.
         ``upright`` adds crops rotated so that the torso points up. ``search``: None (that
         default), False (exactly one pass, even without a box) or a

@@ -27,13 +27,18 @@ REGRESSION_PEOPLE = 100  # the first N validation people, for tests/test_shipped
 # train.py options worth spelling out in the reproduce command (others are defaults).
 _FLAGS = {"preset": "--preset", "dataset": "--dataset", "epochs": "--epochs",
           "batch_size": "--batch-size", "learning_rate": "--lr", "lr_drops": "--lr-drops",
-          "input_size": "--input-size", "steps_per_epoch": "--steps-per-epoch",
-          "val_examples": "--val-examples", "fusion": "--fusion", "block": "--block",
-          "seed": "--seed"}
+          "optimizer": "--optimizer", "lr_schedule": "--lr-schedule",
+          "warmup_steps": "--warmup-steps", "weight_decay": "--weight-decay",
+          "sigma": "--sigma", "input_size": "--input-size",
+          "steps_per_epoch": "--steps-per-epoch", "val_examples": "--val-examples",
+          "fusion": "--fusion", "block": "--block", "rotation": "--rotation",
+          "rotation_prob": "--rotation-prob", "zoom_out": "--zoom-out",
+          "zoom_out_prob": "--zoom-out-prob", "seed": "--seed"}
 
 
-def train_command(options: dict, epochs: int, manual_dir: str) -> str:
-    """The train.py command line that reproduces the run (resumes merged into one run)."""
+def train_command(options: dict, epochs: int | None, manual_dir: str) -> str:
+    """The train.py command line that reproduces the run (resumes merged into one run).
+    ``epochs``: the run's length (None: the preset's, as the run was started)."""
     parts = ["python train.py"]
     for key, flag in _FLAGS.items():
         value = epochs if key == "epochs" else options.get(key)
@@ -51,6 +56,22 @@ def train_command(options: dict, epochs: int, manual_dir: str) -> str:
     parts.append(f"--manual-dir {manual_dir}")
     parts.append(f"--output-dir runs/{Path(options['output_dir']).name}")
     return " ".join(parts)
+
+
+def schedule_text(train: dict, steps_per_epoch: int) -> str:
+    """The optimiser and learning-rate schedule in words (card.json's train_config, spelled)."""
+    name = {"rmsprop": "RMSprop", "adam": "Adam", "adamw": "AdamW"}[train.get("optimizer",
+                                                                          "rmsprop")]
+    text = f"{name} {train['learning_rate']:g}"
+    if train.get("warmup_steps"):
+        text += f", linear warm-up over {train['warmup_steps']} steps"
+    if train.get("lr_schedule") == "cosine":
+        text += f", cosine decay over {train['epochs']} epochs"
+    elif train.get("lr_drops"):
+        text += f", 10x drop after epoch(s) {', '.join(map(str, train['lr_drops']))}"
+    if train.get("weight_decay"):
+        text += f", weight decay {train['weight_decay']:g}"
+    return text + f", {steps_per_epoch} steps per epoch"
 
 
 def read_history(run: Path) -> list[dict]:
@@ -82,6 +103,41 @@ def add_thresholds(out: Path, network, thresholds: dict, preset: str, skeleton: 
                       indent=1)
 
 
+def track_calibration(model: Path, records: list[dict]) -> dict:
+    """``calibration.track_threshold`` of ``model`` on ``records``: pose scores in each
+    person's GT box and one box away in the same frame."""
+    import cv2
+
+    from mssh_keras.calibration import person_absent_boxes, track_threshold
+    from mssh_keras.evaluator import gt_box
+    from mssh_keras.geometry import JOINT_BOX_PADDING
+    from mssh_keras.person_search import pose_score
+    from mssh_keras.runtime import PoseEstimator
+
+    est = PoseEstimator(model)
+    present, absent = [], []
+    for r in records:
+        image = cv2.cvtColor(cv2.imread(str(r["path"])), cv2.COLOR_BGR2RGB)
+        box = gt_box(r["center"], r["scale"], JOINT_BOX_PADDING)
+        present.append(pose_score(est.predict(image, box, search=False).confidence))
+        (away,) = person_absent_boxes([r], [image.shape[:2]], JOINT_BOX_PADDING)
+        if away is not None:
+            absent.append(pose_score(est.predict(image, away, search=False).confidence))
+    return track_threshold(present, absent)
+
+
+def confidence_text(th: dict) -> str:
+    """The card's confidence row: both thresholds and how each was calibrated."""
+    joint = (f"joint threshold {th['joint_threshold']:g} (calibrated: {th['rule']}, "
+             f"J = {th['youden_j']:.2f})")
+    if "track_rule" not in th:
+        return (f"joint and track thresholds {th['joint_threshold']:g} (calibrated: "
+                f"{th['rule']}, J = {th['youden_j']:.2f}); the demo uses them by default")
+    return (f"{joint}; track threshold {th['track_threshold']:g} (calibrated: "
+            f"{th['track_rule']}; {th['track_absent_kept']:.0%} of crops one box away "
+            f"score above it); the demo uses them by default")
+
+
 def render_card(card: dict, tables_md: str, limits_md: str) -> str:
     """MODEL_CARD.md from card.json's facts."""
     t, net, reg = card["trained"], card["network"], card["regression_check"]
@@ -98,9 +154,7 @@ def render_card(card: dict, tables_md: str, limits_md: str) -> str:
         ("training", f"{t['steps']} steps of batch {t['batch_size']} = {t['images_seen']:,} "
                      f"images ({t['passes']:.1f} passes over the training split), "
                      f"{t['schedule']}; shipped weights: `{t['weights']}` ({t['weights_note']})"),
-        ("confidence", f"joint and track thresholds {card['thresholds']['joint_threshold']:g} "
-                       f"(calibrated: {card['thresholds']['rule']}, J = "
-                       f"{card['thresholds']['youden_j']:.2f}); the demo uses them by default"),
+        ("confidence", confidence_text(card["thresholds"])),
         ("hardware / time", f"{t['hardware']}; {t['wall_time_minutes']} min wall"),
         ("command", f"`{card['command']}`"),
     ]
@@ -174,20 +228,24 @@ def main(argv=None) -> int:
         crops=SampleCrops("lspet", args.data_dir, args.manual_dir))
 
     full, full_preds = evaluate_model(tfl.path, "lspet", "val", args.data_dir, args.manual_dir)
-    thresholds = calibrate_thresholds(full_preds, get_skeleton(config["skeleton"]))
+    thresholds = calibrate_thresholds(full_preds, get_skeleton(config["skeleton"]),
+                                      track=track_calibration(tfl.path, read_lspet(
+                                          args.manual_dir, "val")))
     add_thresholds(out, network, thresholds, opts["preset"], config["skeleton"])
     records = read_lspet(args.manual_dir, "val")[:REGRESSION_PEOPLE]
     subset = {name: score_records(out / name, records)["tables"]["PCK@0.2"]["Total"]
               for name in ("model.tflite", "model.keras")}
 
-    steps_per_epoch, batch = opts["steps_per_epoch"], config["train"]["batch_size"]
+    batch, planned = config["train"]["batch_size"], config["train"]["epochs"]
     train_people = len(read_lspet(args.manual_dir, "train"))
+    steps_per_epoch = opts["steps_per_epoch"] or train_people // batch  # as train.py counts
     best_epoch = max(history, key=lambda h: h["val_pck"])["epoch"] + 1
     if args.weights == "final.keras":
         note = f"after the last epoch, {epochs}"
     else:
         note = f"best validation PCK on {opts['val_examples']} people, epoch {best_epoch:.0f}"
-    drops = config["train"]["lr_drops"]
+    if epochs < planned:
+        note += f"; an interim model: the run stands at epoch {epochs} of its {planned}"
     card = {
         "name": args.name,
         "preset": opts["preset"],
@@ -203,16 +261,17 @@ def main(argv=None) -> int:
                           f"{full['num_examples']} people",
             "source": "../shared/data/real/lspet_axelcarlier (7,000 real images)",
         },
-        "command": train_command(opts, epochs, "../shared/data/real/lspet_axelcarlier"),
+        "command": train_command(opts, planned if epochs < planned else epochs,
+                                 "../shared/data/real/lspet_axelcarlier"),
         "trained": {
             "epochs_completed": epochs,
+            "steps_per_epoch": steps_per_epoch,
             "steps": epochs * steps_per_epoch,
             "batch_size": batch,
             "images_seen": epochs * steps_per_epoch * batch,
             "passes": epochs * steps_per_epoch * batch / train_people,
-            "schedule": f"RMSprop {config['train']['learning_rate']:g}"
-                        + (f", 10x drop after epoch(s) {', '.join(map(str, drops))}"
-                           if drops else "") + f", {steps_per_epoch} steps per epoch",
+            "planned_epochs": planned,
+            "schedule": schedule_text(config["train"], steps_per_epoch),
             "weights": args.weights,
             "weights_note": note,
             "hardware": args.hardware,

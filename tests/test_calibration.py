@@ -42,3 +42,32 @@ def test_calibrated_threshold_follows_the_models_confidence_scale():
     assert 0.04 < out["joint_threshold"] < 0.09 and out["youden_j"] > 0.9
     assert out["track_threshold"] == out["joint_threshold"]
     assert out["joints_used"] == n * 13
+
+
+def test_track_threshold_keeps_95_percent_of_present_people():
+    """The track threshold is a recall level on present people's pose scores; the share
+    of empty crops above it is reported."""
+    from mssh_keras.calibration import track_threshold
+
+    present = np.linspace(0.3, 0.5, 101)            # the 5 % quantile: 0.31
+    out = track_threshold(present, np.r_[np.full(9, 0.2), 0.35])
+    assert out["track_threshold"] == pytest.approx(0.31)
+    assert out["track_absent_kept"] == pytest.approx(0.1)
+    assert out["track_crops"] == [101, 10]
+    merged = calibrate_thresholds(
+        {"pred": np.zeros((2, 14, 2)), "gt": np.tile(np.arange(28.0).reshape(14, 2), (2, 1, 1)),
+         "conf": np.array([[0.9] * 14, [0.1] * 14]), "flags": np.full((2, 14), 2)},
+        LSP14, track=out)
+    assert merged["track_threshold"] == out["track_threshold"]
+
+
+def test_absent_boxes_move_one_side_away_inside_the_frame():
+    from mssh_keras.calibration import person_absent_boxes
+
+    recs = [{"center": (50.0, 50.0), "scale": 50.0},      # side 40: right is inside
+            {"center": (190.0, 50.0), "scale": 50.0},     # at the right edge: left
+            {"center": (100.0, 100.0), "scale": 500.0}]   # bigger than the frame: none
+    boxes = person_absent_boxes(recs, [(200, 200)] * 3)
+    assert boxes[0] == pytest.approx((70.0, 30.0, 110.0, 70.0))
+    assert boxes[1] == pytest.approx((130.0, 30.0, 170.0, 70.0))
+    assert boxes[2] is None

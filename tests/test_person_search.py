@@ -166,6 +166,25 @@ def test_search_returns_the_first_pass_when_nothing_beats_it():
         assert pose.model_calls == len(model.calls) >= 2
 
 
+class DriftingLower(CropModel):
+    """Each pass finds the person a little further right and scores lower than the last."""
+
+    def predict(self, image, box=None, flip_test=False, rotation=0.0, search=None):
+        self.joints = self.joints + np.array([40.0, 0.0])
+        pose = super().predict(image, box, flip_test, rotation, search)
+        pose.confidence = np.full_like(pose.confidence, 0.9 - 0.1 * len(self.calls))
+        return pose
+
+
+def test_recrops_follow_the_latest_pose_unless_told_to_stop_without_gain():
+    for stop, calls in ((False, 2 + 2), (True, 2)):
+        model = DriftingLower(_standing(cx=300.0, cy=300.0, height=120.0))
+        pose = ps.search(model, None, config=ps.SearchConfig(max_recrops=2,
+                                                             stop_without_gain=stop))
+        assert pose.model_calls == calls
+        assert pose.scores[0] == max(pose.scores) == ps.pose_score(pose.confidence)
+
+
 def test_each_stage_can_be_switched_off_and_the_recrops_are_bounded():
     joints = _standing(cx=470.0, cy=300.0, height=120.0)
     model = CropModel(joints)

@@ -9,7 +9,7 @@ import pytest
 
 from mssh_keras.metrics import lsp_report, markdown_tables
 from scripts.compare_models import comparison_table, difference_table, parse_model
-from scripts.ship_model import render_card, train_command
+from scripts.ship_model import render_card, schedule_text, train_command
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,5 +68,18 @@ def test_shipped_model_card_is_rendered_from_card_json():
     limits = text.split("## Known limits — read before use\n", 1)[1]
     expected = render_card(card, markdown_tables(card["metrics"]["lspet_val"]), limits)
     assert text == expected
-    assert card["trained"]["steps"] == card["trained"]["epochs_completed"] * 50
-    assert f"--epochs {card['trained']['epochs_completed']}" in card["command"]
+    t = card["trained"]
+    assert t["steps"] == t["epochs_completed"] * t["steps_per_epoch"]
+    assert f"--epochs {t['planned_epochs']}" in card["command"]
+    assert t["schedule"] == schedule_text(card["train_config"], t["steps_per_epoch"])
+
+
+def test_schedule_text_spells_both_recipes():
+    paper = {"optimizer": "rmsprop", "learning_rate": 2.5e-4, "lr_schedule": "step",
+             "lr_drops": [10, 20], "warmup_steps": 0, "weight_decay": 0.0, "epochs": 30}
+    assert schedule_text(paper, 50) == ("RMSprop 0.00025, 10x drop after epoch(s) 10, 20, "
+                                        "50 steps per epoch")
+    lite = {"optimizer": "adam", "learning_rate": 2e-3, "lr_schedule": "cosine",
+            "lr_drops": [], "warmup_steps": 300, "weight_decay": 0.0, "epochs": 60}
+    assert schedule_text(lite, 393) == ("Adam 0.002, linear warm-up over 300 steps, cosine "
+                                        "decay over 60 epochs, 393 steps per epoch")

@@ -65,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "of a normal crop and anywhere in it (>= 1; with --zoom-out-prob)")
     ap.add_argument("--zoom-out-prob", type=unit_interval,
                     help="share of examples zoomed out (0 to 1)")
+    ap.add_argument("--upright-prob", type=unit_interval,
+                    help="augmentation: share of examples whose crop is turned so the torso "
+                         "points up (as predict(..., upright=True) crops), plus the "
+                         "--rotation jitter (0 to 1)")
     ap.add_argument("--precision", default="auto", choices=list(PRECISIONS),
                     help="bf16 computes in bfloat16 with float32 weights (saved and "
                          "exported as float32); auto = fp32 (see benchmarks/README.md)")

@@ -67,6 +67,7 @@ class RunOptions:
     rotation_prob: float | None = None  # share of training examples rotated
     zoom_out: float | None = None      # augmentation: whole-frame-like views, person down to
     zoom_out_prob: float | None = None  # 1/zoom_out of a crop, on this share (Augment)
+    upright_prob: float | None = None  # augmentation: crops turned torso-up, this share
     # --dataset coco: a COCO keypoints file and its images (data/coco.py); validation on
     # val_annotations, or on the file's deterministic hold-out without one.
     annotations: str | None = None
@@ -455,7 +456,7 @@ def augmentation(opts: RunOptions) -> Augment | None:
     if not opts.augment:
         return None
     kw = {k: getattr(opts, k) for k in ("rotation", "rotation_prob", "zoom_out",
-                                         "zoom_out_prob")
+                                         "zoom_out_prob", "upright_prob")
           if getattr(opts, k) is not None}
     return Augment(**kw)
 

@@ -33,7 +33,8 @@ _FLAGS = {"preset": "--preset", "dataset": "--dataset", "epochs": "--epochs",
           "steps_per_epoch": "--steps-per-epoch", "val_examples": "--val-examples",
           "fusion": "--fusion", "block": "--block", "rotation": "--rotation",
           "rotation_prob": "--rotation-prob", "zoom_out": "--zoom-out",
-          "zoom_out_prob": "--zoom-out-prob", "seed": "--seed"}
+          "zoom_out_prob": "--zoom-out-prob", "upright_prob": "--upright-prob",
+          "seed": "--seed"}
 
 
 def train_command(options: dict, epochs: int | None, manual_dir: str) -> str:

@@ -147,3 +147,49 @@ def test_augmentation_varies_the_crop():
     batches = iter(ds)
     one, two = next(batches)[0].numpy(), next(batches)[0].numpy()
     assert not np.allclose(one, two)
+
+
+@pytest.mark.parametrize("lean", [90.0, 180.0, -60.0])
+def test_upright_augmentation_turns_the_torso_up(lean):
+    """upright_prob=1 turns every crop so the ground-truth hips -> shoulders points up
+    (the crops predict(..., upright=True) shows the model); without jitter exactly."""
+    from conftest import standing_pose
+    from mssh_keras.person_search import rotation_matrix, torso_joints, upright_rotation
+
+    c = np.array([200.0, 150.0])
+    joints = (standing_pose(*c) - c) @ rotation_matrix(lean) + c   # turned by -lean
+    ex = {"image": np.zeros((300, 400, 3), np.uint8), "joints": joints.astype(np.float32),
+          "flags": np.full(14, 2, np.int32), "center": c.astype(np.float32),
+          "scale": np.float32(250.0)}
+    aug = Augment(scale=(1.0, 1.0), rotation_prob=0.0, flip_prob=0.0, color=0.0,
+                  upright_prob=1.0)
+    _, crop, _, _ = crop_example(ex, 64, LSP14.flip_permutation, aug, torso_joints(LSP14))
+    crop = crop.numpy()
+    (lh, rh), (ls, rs) = torso_joints(LSP14)
+    v = (crop[ls] + crop[rs]) / 2 - (crop[lh] + crop[rh]) / 2
+    assert v[1] < 0 and abs(v[0]) < 1e-3 * np.hypot(*v)        # straight up in the crop
+    # The input really leans by ``lean`` (the test would pass trivially on an upright one).
+    hips, shoulders = (joints[lh] + joints[rh]) / 2, (joints[ls] + joints[rs]) / 2
+    turn = upright_rotation(hips, shoulders)
+    assert abs((abs(turn) - abs(lean) + 180) % 360 - 180) < 1e-3, (turn, lean)
+    with pytest.raises(ValueError, match="upright_prob"):
+        Augment(upright_prob=1.5)
+
+
+def test_upright_augmentation_off_keeps_the_random_stream_and_the_flag_reaches_it():
+    import train
+    from conftest import standing_pose
+    from mssh_keras.person_search import torso_joints
+    from mssh_keras.training import RunOptions, augmentation
+
+    ex = {"image": np.zeros((300, 400, 3), np.uint8),
+          "joints": standing_pose().astype(np.float32), "flags": np.full(14, 2, np.int32),
+          "center": np.float32([200, 150]), "scale": np.float32(250.0)}
+    outs = []
+    for a in (Augment(), Augment(upright_prob=0.0)):
+        tf.random.set_seed(1)
+        outs.append([crop_example(ex, 64, LSP14.flip_permutation, a, torso_joints(LSP14))[1]
+                     .numpy() for _ in range(3)])
+    np.testing.assert_array_equal(np.array(outs[0]), np.array(outs[1]))
+    assert augmentation(RunOptions(upright_prob=0.5)).upright_prob == 0.5
+    assert train.parse_args(["--upright-prob", "0.5"]).upright_prob == 0.5

@@ -33,10 +33,18 @@ class Augment:
     # person lies anywhere inside it. 1 / 0 = off (the stream of random draws unchanged).
     zoom_out: float = 1.0
     zoom_out_prob: float = 0.0
+    # Upright crops (BlazePose's convention, what ``predict(..., upright=True)`` shows the
+    # model): on this share of the examples the crop is turned so the ground-truth torso
+    # (hips -> shoulders midpoints) points up, the rotation draw above added as jitter.
+    # People without an annotated hip and shoulder keep the plain draw. 0 = off (the
+    # stream of random draws unchanged).
+    upright_prob: float = 0.0
 
     def __post_init__(self):
         if not (0.0 < self.scale[0] <= self.scale[1]):
             raise ValueError(f"Augment.scale must be 0 < lo <= hi, got {self.scale}")
+        if not 0.0 <= self.upright_prob <= 1.0:
+            raise ValueError(f"Augment.upright_prob must be in [0, 1], got {self.upright_prob}")
         if self.zoom_out < 1.0 or not 0.0 <= self.zoom_out_prob <= 1.0:
             raise ValueError(f"Augment.zoom_out must be >= 1 and zoom_out_prob in [0, 1], "
                              f"got {self.zoom_out}, {self.zoom_out_prob}")
@@ -102,13 +110,35 @@ def _zoom_out(s, center, scale, augment: Augment):
     return tf.where(far, z, s), tf.where(far, center + shift, center)
 
 
-def crop_example(ex: dict, size: int, flip_perm, augment: Augment | None):
-    """Example dict -> crop (size, size, 3) float32 in [0, 255], joints/flags in the crop, M."""
+def upright_angle_tf(joints, flags, torso):
+    """(crop rotation in degrees that turns the hips -> shoulders vector straight up, whether
+    both midpoints exist): TF twin of ``person_search.upright_rotation`` on the annotated
+    joints (a pair's midpoint, or its one annotated joint)."""
+    (lh, rh), (ls, rs) = torso
+    seen = tf.cast(flags > 0, tf.float32)
+
+    def mid(a, b):
+        n = seen[a] + seen[b]
+        return (joints[a] * seen[a] + joints[b] * seen[b]) / tf.maximum(n, 1.0), n > 0
+
+    (hips, h_ok), (shoulders, s_ok) = mid(lh, rh), mid(ls, rs)
+    v = shoulders - hips
+    ok = h_ok & s_ok & (tf.norm(v) > 1e-3)
+    return tf.atan2(v[0], -v[1]) * (180.0 / math.pi), ok
+
+
+def crop_example(ex: dict, size: int, flip_perm, augment: Augment | None, torso=None):
+    """Example dict -> crop (size, size, 3) float32 in [0, 255], joints/flags in the crop, M.
+    ``torso``: ((l_hip, r_hip), (l_shoulder, r_shoulder)) indices, for ``upright_prob``."""
     center = tf.cast(ex["center"], tf.float32)
     if augment is not None:
         s = tf.random.uniform((), *augment.scale)
         rot = tf.where(tf.random.uniform(()) < augment.rotation_prob,
                        tf.random.uniform((), -augment.rotation, augment.rotation), 0.0)
+        if augment.upright_prob > 0.0 and torso is not None:
+            angle, ok = upright_angle_tf(tf.cast(ex["joints"], tf.float32), ex["flags"], torso)
+            turn = (tf.random.uniform(()) < augment.upright_prob) & ok
+            rot = tf.where(turn, angle + rot, rot)
         flip = tf.random.uniform(()) < augment.flip_prob
         if augment.zoom_out > 1.0 and augment.zoom_out_prob > 0.0:
             s, center = _zoom_out(s, center, tf.cast(ex["scale"], tf.float32), augment)
@@ -137,10 +167,12 @@ def training_pipeline(ds: tf.data.Dataset, skeleton: Skeleton, codec: HeatmapCod
     continues the stream without paying the crop, augmentation and targets of the part
     already trained on).
     """
-    perm = skeleton.flip_permutation
+    from ..person_search import torso_joints
+
+    perm, torso = skeleton.flip_permutation, torso_joints(skeleton)
 
     def to_xy(ex):
-        image, joints, flags, _ = crop_example(ex, codec.input_size, perm, augment)
+        image, joints, flags, _ = crop_example(ex, codec.input_size, perm, augment, torso)
         maps, mask = codec.encode(joints, flags)
         return image, (maps, mask)
 

@@ -185,11 +185,11 @@ def test_upright_augmentation_off_keeps_the_random_stream_and_the_flag_reaches_i
     ex = {"image": np.zeros((300, 400, 3), np.uint8),
           "joints": standing_pose().astype(np.float32), "flags": np.full(14, 2, np.int32),
           "center": np.float32([200, 150]), "scale": np.float32(250.0)}
-    outs = []
-    for a in (Augment(), Augment(upright_prob=0.0)):
+    outs = []   # no torso given (no upright draw possible) vs the torso given, share 0
+    for a, torso in ((Augment(), None), (Augment(upright_prob=0.0), torso_joints(LSP14))):
         tf.random.set_seed(1)
-        outs.append([crop_example(ex, 64, LSP14.flip_permutation, a, torso_joints(LSP14))[1]
-                     .numpy() for _ in range(3)])
+        outs.append([crop_example(ex, 64, LSP14.flip_permutation, a, torso)[1].numpy()
+                     for _ in range(3)])
     np.testing.assert_array_equal(np.array(outs[0]), np.array(outs[1]))
     assert augmentation(RunOptions(upright_prob=0.5)).upright_prob == 0.5
     assert train.parse_args(["--upright-prob", "0.5"]).upright_prob == 0.5

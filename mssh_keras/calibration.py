@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 
 from .data.records import MISSING
-from .geometry import JOINT_BOX_PADDING
 from .metrics import pck_hits, torso_lengths
 from .skeleton import Skeleton
 
@@ -36,23 +35,19 @@ def youden_threshold(scores: np.ndarray, positive: np.ndarray) -> tuple[float, f
     return float(s[k]), float(j[k])
 
 
-def person_absent_boxes(records: list[dict], image_sizes: list[tuple[int, int]],
-                        padding: float = JOINT_BOX_PADDING) -> list[tuple | None]:
-    """For each record (``center``, ``scale``: its ground-truth crop), the same-sized box
-    moved one side away (right, left, down or up: the first whose centre is in the
-    image), or None: a crop of the same frame without the person in its middle."""
-    out = []
-    for r, (h, w) in zip(records, image_sizes):
-        side = float(r["scale"]) / padding
-        c = np.asarray(r["center"], np.float64)
-        box = None
-        for d in ((side, 0.0), (-side, 0.0), (0.0, side), (0.0, -side)):
-            x, y = c + d
-            if 0 <= x < w and 0 <= y < h:
-                box = (x - side / 2, y - side / 2, x + side / 2, y + side / 2)
-                break
-        out.append(box)
-    return out
+def box_one_side_away(box, image_size: tuple[int, int]) -> tuple | None:
+    """``box`` (x0, y0, x1, y1) moved by its own width right, left, or its height down, up:
+    the first whose centre is in the image (``image_size`` = (height, width)), or None.
+    Around a person's ground-truth box, a crop of the same frame without that person in
+    its middle."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    w, h = x1 - x0, y1 - y0
+    cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
+    height, width = image_size
+    for dx, dy in ((w, 0.0), (-w, 0.0), (0.0, h), (0.0, -h)):
+        if 0 <= cx + dx < width and 0 <= cy + dy < height:
+            return (x0 + dx, y0 + dy, x1 + dx, y1 + dy)
+    return None
 
 
 def track_threshold(present: np.ndarray, absent: np.ndarray, keep: float = 0.95) -> dict:

@@ -109,7 +109,7 @@ def track_calibration(model: Path, records: list[dict]) -> dict:
     person's GT box and one box away in the same frame."""
     import cv2
 
-    from mssh_keras.calibration import person_absent_boxes, track_threshold
+    from mssh_keras.calibration import box_one_side_away, track_threshold
     from mssh_keras.evaluator import gt_box
     from mssh_keras.geometry import JOINT_BOX_PADDING
     from mssh_keras.person_search import pose_score
@@ -121,7 +121,7 @@ def track_calibration(model: Path, records: list[dict]) -> dict:
         image = cv2.cvtColor(cv2.imread(str(r["path"])), cv2.COLOR_BGR2RGB)
         box = gt_box(r["center"], r["scale"], JOINT_BOX_PADDING)
         present.append(pose_score(est.predict(image, box, search=False).confidence))
-        (away,) = person_absent_boxes([r], [image.shape[:2]], JOINT_BOX_PADDING)
+        away = box_one_side_away(box, image.shape[:2])
         if away is not None:
             absent.append(pose_score(est.predict(image, away, search=False).confidence))
     return track_threshold(present, absent)
@@ -229,11 +229,11 @@ def main(argv=None) -> int:
         crops=SampleCrops("lspet", args.data_dir, args.manual_dir))
 
     full, full_preds = evaluate_model(tfl.path, "lspet", "val", args.data_dir, args.manual_dir)
+    val_people = read_lspet(args.manual_dir, "val")
     thresholds = calibrate_thresholds(full_preds, get_skeleton(config["skeleton"]),
-                                      track=track_calibration(tfl.path, read_lspet(
-                                          args.manual_dir, "val")))
+                                      track=track_calibration(tfl.path, val_people))
     add_thresholds(out, network, thresholds, opts["preset"], config["skeleton"])
-    records = read_lspet(args.manual_dir, "val")[:REGRESSION_PEOPLE]
+    records = val_people[:REGRESSION_PEOPLE]
     subset = {name: score_records(out / name, records)["tables"]["PCK@0.2"]["Total"]
               for name in ("model.tflite", "model.keras")}
 

@@ -62,12 +62,11 @@ def test_track_threshold_keeps_95_percent_of_present_people():
 
 
 def test_absent_boxes_move_one_side_away_inside_the_frame():
-    from mssh_keras.calibration import person_absent_boxes
+    from mssh_keras.calibration import box_one_side_away
 
-    recs = [{"center": (50.0, 50.0), "scale": 50.0},      # side 40: right is inside
-            {"center": (190.0, 50.0), "scale": 50.0},     # at the right edge: left
-            {"center": (100.0, 100.0), "scale": 500.0}]   # bigger than the frame: none
-    boxes = person_absent_boxes(recs, [(200, 200)] * 3)
-    assert boxes[0] == pytest.approx((70.0, 30.0, 110.0, 70.0))
-    assert boxes[1] == pytest.approx((130.0, 30.0, 170.0, 70.0))
-    assert boxes[2] is None
+    # A 40 px box: right is inside; at the right edge: left; bigger than the frame: none.
+    assert box_one_side_away((30, 30, 70, 70), (200, 200)) == pytest.approx(
+        (70.0, 30.0, 110.0, 70.0))
+    assert box_one_side_away((170, 30, 210, 70), (200, 200)) == pytest.approx(
+        (130.0, 30.0, 170.0, 70.0))
+    assert box_one_side_away((-100, -100, 300, 300), (200, 200)) is None

@@ -14,7 +14,7 @@ Crops (ground-truth box; the people are found by the annotation, not by a detect
   box, longer side x 1.25), axis-aligned; the crop ``evaluate.py --protocol gt-box`` takes.
 - ``gt-box-upright``: that box turned so the ground-truth torso (hips midpoint ->
   shoulders midpoint, ``person_search.upright_rotation``) points straight up, BlazePose's
-  own ROI convention; the turned square contains the whole box
+  own ROI convention; the turned square keeps the box's centre and side
   (``person_search.rotated_box_roi``, padded like the runtime pads a box), which is the
   crop ``evaluate.py --protocol gt-box-upright`` takes when its rotation is the
   ground-truth one. People without an annotated hip or shoulder keep the axis-aligned
@@ -176,8 +176,8 @@ def gt_rotation(record: dict) -> float | None:
 def person_rois(record: dict, padding: float = geometry.JOINT_BOX_PADDING) -> dict:
     """{protocol: Roi} for one person (``record``: a reader record with the dataset's
     ``center``/``scale``). gt-box is the dataset's crop; gt-box-upright turns the same box
-    by the GT torso angle, as the runtime does (the turned square that holds the body box,
-    then padded), or keeps it when the torso is not annotated (rotation None)."""
+    by the GT torso angle, as the runtime does (the body box's square, turned about its
+    centre, then padded), or keeps it when the torso is not annotated (rotation None)."""
     center = tuple(float(v) for v in record["center"])
     scale = float(record["scale"])
     rois = {"gt-box": Roi(center, scale)}

@@ -139,6 +139,47 @@ def confidence_text(th: dict) -> str:
             f"score above it); the demo uses them by default")
 
 
+def int8_check(int8, data_dir: str | None, manual_dir: str) -> dict:
+    """Full-int8 TFLite: shipped (``model_int8.tflite``) only if it passes its moved-joints
+    limit, with its validation PCK; removed otherwise (the card says why)."""
+    from mssh_keras.evaluator import evaluate_model
+
+    v = int8.verification
+    facts = {"file": int8.path.name, "passed": bool(v["passed"]), "criterion": v["criterion"],
+             "moved_share": v["moved_share"], "size_mb": v["size_mb"],
+             "calibration": int8.metadata.get("calibration")}
+    if not v["passed"]:
+        for p in int8.path.parent.glob(int8.path.name + "*"):
+            p.unlink()
+        return {**facts, "file": None}
+    report, _ = evaluate_model(int8.path, "lspet", "val", data_dir, manual_dir)
+    return {**facts, "PCK@0.2": report["tables"]["PCK@0.2"]["Total"],
+            "strict PCP@0.5": report["tables"]["strict PCP@0.5"]["Total"]}
+
+
+def int8_text(int8: dict | None) -> str:
+    """The card's line on the full-int8 file."""
+    if not int8:
+        return ""
+    moved = f"{int8['moved_share']:.1%} of joints moved > 1 heatmap px ({int8['criterion']})"
+    if not int8["file"]:
+        return f"Full int8: not shipped, it failed its verification: {moved}."
+    return (f"Full int8 (`{int8['file']}`, {int8['size_mb']} MB, calibrated on "
+            f"{int8['calibration']}): PCK@0.2 {int8['PCK@0.2']:.1f} %, strict PCP@0.5 "
+            f"{int8['strict PCP@0.5']:.1f} %; {moved}.")
+
+
+def flip_text(metrics: dict) -> str:
+    """The flip test's line (cards shipped before it was measured have none)."""
+    f = metrics.get("lspet_val_flip_test")
+    if f is None:
+        return ""
+    t = f["tables"]
+    return (f"With the flip test (`--flip-test`, the mirrored crop averaged in: two model calls "
+            f"per person): PCK@0.2 {t['PCK@0.2']['Total']:.1f} %, strict PCP@0.5 "
+            f"{t['strict PCP@0.5']['Total']:.1f} %.")
+
+
 def render_card(card: dict, tables_md: str, limits_md: str) -> str:
     """MODEL_CARD.md from card.json's facts."""
     t, net, reg = card["trained"], card["network"], card["regression_check"]
@@ -161,6 +202,8 @@ def render_card(card: dict, tables_md: str, limits_md: str) -> str:
     ]
     table = "\n".join(f"| {k} | {v} |" for k, v in rows)
     m = card["metrics"]["lspet_val"]
+    extras = "".join(f"{line}\n\n" for line in (flip_text(card["metrics"]),
+                                               int8_text(card.get("int8"))) if line)
     return f"""# {card['name']} — model card
 
 The default model of `evaluate.py`, `export.py` and the demo. Machine-readable twin:
@@ -175,7 +218,7 @@ The default model of `evaluate.py`, `export.py` and the demo. Machine-readable t
 `python evaluate.py --model models/{card['name']}/model.tflite --dataset lspet --manual-dir ../shared/data/real/lspet_axelcarlier`
 
 {tables_md}
-Regression check (`tests/test_shipped_model.py`): PCK@0.2 = {reg['PCK@0.2']:.2f} % on the first
+{extras}Regression check (`tests/test_shipped_model.py`): PCK@0.2 = {reg['PCK@0.2']:.2f} % on the first
 {reg['num_people']} validation people ({reg['first_ids'][0]} ...), TFLite and Keras alike
 (Keras: {reg['keras_PCK@0.2']:.2f} %).
 
@@ -224,18 +267,25 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(weights, out / "model.keras")
     network = load_network(out / "model.keras")
-    (tfl,) = export(network, ["tflite"], out, source=out / "model.keras", skeleton=config[
-        "skeleton"], preset=opts["preset"], verify_samples=32,
-        crops=SampleCrops("lspet", args.data_dir, args.manual_dir))
+    tfl, int8 = export(network, ["tflite"], out, source=out / "model.keras", skeleton=config[
+        "skeleton"], preset=opts["preset"], verify_samples=32, quantizations=("fp32", "int8"),
+        crops=SampleCrops("lspet", args.data_dir, args.manual_dir), check=False)
+    if not tfl.verification["passed"]:
+        print(f"error: {tfl.path} failed its verification", file=sys.stderr)
+        return 1
 
     full, full_preds = evaluate_model(tfl.path, "lspet", "val", args.data_dir, args.manual_dir)
+    int8_card = int8_check(int8, args.data_dir, args.manual_dir)
+    flipped, _ = evaluate_model(tfl.path, "lspet", "val", args.data_dir, args.manual_dir,
+                                flip_test=True)
     val_people = read_lspet(args.manual_dir, "val")
     thresholds = calibrate_thresholds(full_preds, get_skeleton(config["skeleton"]),
                                       track=track_calibration(tfl.path, val_people))
     add_thresholds(out, network, thresholds, opts["preset"], config["skeleton"])
     records = val_people[:REGRESSION_PEOPLE]
+    files = ("model.tflite", "model.keras") + ((int8_card["file"],) if int8_card["file"] else ())
     subset = {name: score_records(out / name, records)["tables"]["PCK@0.2"]["Total"]
-              for name in ("model.tflite", "model.keras")}
+              for name in files}
 
     batch, planned = config["train"]["batch_size"], config["train"]["epochs"]
     train_people = len(read_lspet(args.manual_dir, "train"))
@@ -282,13 +332,17 @@ def main(argv=None) -> int:
         "thresholds": thresholds,
         "tflite_verification": {k: tfl.verification[k] for k in
                                 ("sample_source", "max_abs_diff", "size_mb", "passed")},
+        "int8": int8_card,
         "metrics": {"lspet_val": {k: full[k] for k in
                                   ("num_examples", "tables", "per_joint", "per_limb",
-                                   "joint_counts")}},
+                                   "joint_counts")},
+                    "lspet_val_flip_test": {k: flipped[k] for k in
+                                            ("num_examples", "tables", "per_joint")}},
         "regression_check": {
             "split": "val", "num_people": len(records),
             "first_ids": [r["image_id"] for r in records[:3]],
             "PCK@0.2": subset["model.tflite"], "keras_PCK@0.2": subset["model.keras"],
+            **({"int8_PCK@0.2": subset[int8_card["file"]]} if int8_card["file"] else {}),
             "backend": "model.tflite (model.keras must agree within 0.5 pt)",
         },
     }

@@ -91,9 +91,10 @@ def test_roi_from_pose_fits_the_joints_in_the_rotated_axes():
     assert crop.min() >= 0 and crop.max() <= 127          # every joint inside the crop
     # Upright the body's height (head top to ankles, 195 px) sets the side, not its width.
     assert side == pytest.approx(195.0, rel=1e-6)
-    # The box of a box turned by 90 deg is the box's own square; by 45 deg it grows.
-    assert ps.rotated_box_roi((0, 0, 100, 40), 90.0)[1] == pytest.approx(100.0)
-    assert ps.rotated_box_roi((0, 0, 100, 100), 45.0)[1] == pytest.approx(100 * np.sqrt(2))
+    # A box turned by any angle keeps its centre and its longer side (training's turned crops).
+    for angle in (0.0, 45.0, 90.0, 200.0):
+        center, side = ps.rotated_box_roi((0, 0, 100, 40), angle)
+        assert side == pytest.approx(100.0) and center == pytest.approx([50.0, 20.0])
 
 
 # ----------------------------------------------------------------------------- a fake model
@@ -144,6 +145,40 @@ def test_search_zooms_in_on_a_small_person_and_never_scores_below_its_first_pass
     assert np.linalg.norm(center - (joints.min(0) + joints.max(0)) / 2) < 0.1 * side
     assert 0.6 < np.ptp(joints, axis=0).max() / side < 1.0
     assert pose.model_ms == pytest.approx(pose.model_calls * 1.0)
+
+
+def test_frame_tiles_cover_the_frame_at_three_places_per_long_enough_axis():
+    tiles = ps.frame_tiles(480, 640, 0.6)                      # side 384
+    assert len(tiles) == 9
+    assert all(t[2] - t[0] == pytest.approx(384.0) == t[3] - t[1] for t in tiles)
+    assert min(t[0] for t in tiles) == 0 and max(t[2] for t in tiles) == 640
+    assert min(t[1] for t in tiles) == 0 and max(t[3] for t in tiles) == 480
+    assert len(ps.frame_tiles(100, 400, 0.6)) == 3                 # too flat for 3 rows
+    assert ps.frame_tiles(100, 400, 0.6)[0][1] == pytest.approx(50 - 120)
+
+
+def test_tiles_find_a_small_person_in_a_corner_and_the_best_starts_are_refined():
+    joints = _standing(cx=560.0, cy=380.0, height=110.0)       # small, in a corner
+    model = CropModel(joints)
+    frame = np.zeros((480, 640, 3), np.uint8)
+    cfg = ps.SearchConfig(max_recrops=1, starts=2)
+    pose = ps.search(model, frame, config=cfg)
+    firsts = model.calls[:10]
+    assert firsts[0] == (None, 0.0) and {c[0] for c in firsts[1:]} == set(
+        ps.frame_tiles(480, 640, cfg.tiles))
+    assert pose.model_calls == len(model.calls) <= 10 + cfg.starts * (2 + cfg.max_recrops)
+    # A tile holding the person outscores the letterboxed frame, and the search ends
+    # above every first pass, framing the person like a training crop.
+    assert max(pose.scores[1:10]) > pose.scores[0]
+    assert ps.pose_score(pose.confidence) == max(pose.scores) > max(pose.scores[:10])
+    center, side = geometry.box_to_center_scale(pose.box, 1.25)
+    assert np.linalg.norm(center - (joints.min(0) + joints.max(0)) / 2) < 0.1 * side
+    # Tiles off: the whole frame alone starts the one chain.
+    model.calls.clear()
+    pose = ps.search(model, frame, config=ps.SearchConfig(tiles=0.0, max_recrops=1))
+    assert model.calls[0] == (None, 0.0) and pose.model_calls <= 1 + 2
+    with pytest.raises(ValueError, match="tiles"):
+        ps.SearchConfig(tiles=1.0)
 
 
 class WorseAfterFirst(CropModel):

@@ -36,6 +36,18 @@ def test_shipped_model_pck_matches_the_card(subset, filename):
     assert got == pytest.approx(expected, abs=0.5), (filename, got, expected)
 
 
+@pytest.mark.skipif("int8" not in CARD, reason="this card predates the int8 re-check")
+def test_shipped_int8_file_matches_the_card_or_is_absent(subset):
+    """Full int8 ships only when it passed its moved-joints limit, and then scores what the
+    card recorded on the regression people (its own file: the same number, to rounding)."""
+    int8 = CARD["int8"]
+    path = MODEL_DIR / "model_int8.tflite"
+    assert path.exists() == bool(int8["file"]) == int8["passed"]
+    if int8["file"]:
+        got = score_records(path, subset)["tables"]["PCK@0.2"]["Total"]
+        assert got == pytest.approx(CARD["regression_check"]["int8_PCK@0.2"], abs=0.5)
+
+
 def test_card_metrics_are_this_models():
     full = CARD["metrics"]["lspet_val"]
     assert full["num_examples"] == 700

@@ -33,14 +33,15 @@ SHIPPED_MODEL_DIR = _shipped_model_dir()
 def shipped_model(name: str = "model.tflite") -> _Path:
     """The path of one file of the shipped model, or FileNotFoundError saying where to get it.
 
-    ``name``: ``model.tflite`` (in every install), ``model.keras`` (a checkout only), ...
+    ``name``: ``model.tflite`` (in every install), ``model_int8.tflite`` (full int8, where
+    the model card shipped one), ``model.keras`` (a checkout only), ...
     """
     path = SHIPPED_MODEL_DIR / name
     if path.exists():
         return path
     raise FileNotFoundError(
         f"the shipped model file {name} is not in {SHIPPED_MODEL_DIR}. An installed "
-        f"mssh-keras package carries only model.tflite and its metadata; the other files "
+        f"mssh-keras package carries only the TFLite files and their metadata; the other files "
         f"(model.keras for training, evaluation and export) are in models/"
         f"{SHIPPED_MODEL_NAME}/ of the mssh-keras repository: work in a checkout of it "
         f"(pip install -e .[train]) or pass the model file's path explicitly.")

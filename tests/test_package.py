@@ -39,6 +39,11 @@ for key, path in (("repo", sys.argv[2]), ("shipped", str(mssh_keras.shipped_mode
     out[key] = {"backend": est.backend,
                 "keypoints": est.predict(image, box=(40, 20, 150, 230)).keypoints.tolist()}
 try:
+    est = PoseEstimator(mssh_keras.shipped_model("model_int8.tflite"))
+    out["int8_quantization"] = est.metadata.get("quantization")
+except FileNotFoundError:
+    out["int8_quantization"] = None
+try:
     mssh_keras.shipped_model("model.keras")
     out["keras_error"] = None
 except FileNotFoundError as e:
@@ -109,6 +114,9 @@ def test_installs_with_the_litert_extra_only_and_runs_the_shipped_model(tmp_path
     assert got["version"] == __version__
     assert got["repo"]["backend"] == got["shipped"]["backend"] == "litert"
     assert got["repo"]["keypoints"] == got["shipped"]["keypoints"]
+    # The full-int8 file travels with it where the model card shipped one.
+    int8 = json.loads((SHIPPED_MODEL_DIR / "card.json").read_text()).get("int8") or {}
+    assert got["int8_quantization"] == ("int8" if int8.get("file") else None)
     # The Keras file is not packaged: a clear error that says where it is.
     assert f"models/{SHIPPED_MODEL_NAME}/" in got["keras_error"]
     assert got["tf_importable"] == [] and got["tf_imported"] == []

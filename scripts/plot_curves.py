@@ -2,12 +2,14 @@
 
     python scripts/plot_curves.py RUN_DIR [RUN_DIR ...] --out docs/curves.png
 
-Each RUN_DIR holds the history.csv that train.py writes (epoch, loss, val_pck, ...).
+Each RUN_DIR holds the history.csv that train.py writes (epoch, loss, val_pck, ...), or
+is a shipped model folder (models/NAME: its card.json keeps the run's history).
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import sys
 from pathlib import Path
 
@@ -18,11 +20,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def read_history(run: Path) -> dict[str, list[float]]:
-    path = run / "history.csv"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found: is {run} a train.py output folder?")
-    with path.open() as f:
-        rows = list(csv.DictReader(f))
+    """A run folder's history.csv, or a shipped model folder's card.json history (a run's
+    folder is deleted once its model ships; the card keeps its curve)."""
+    path, card = run / "history.csv", run / "card.json"
+    if path.exists():
+        with path.open() as f:
+            rows = [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
+    elif card.exists():
+        rows = json.loads(card.read_text()).get("history", [])
+    else:
+        raise FileNotFoundError(f"{path} not found: is {run} a train.py output folder (or a "
+                                f"shipped model folder with card.json)?")
     return {k: [float(r[k]) for r in rows] for k in rows[0]} if rows else {}
 
 

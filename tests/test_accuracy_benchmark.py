@@ -82,6 +82,12 @@ def test_fit_recovers_known_rule_despite_missed_people():
     assert rule["head_top"]["inliers"] == n - 20
 
 
+def test_blazepose_upright_square_holds_the_whole_turned_box():
+    assert A.upright_square((0, 0, 100, 40), 90.0)[1] == pytest.approx(100.0)
+    assert A.upright_square((0, 0, 100, 100), 45.0)[1] == pytest.approx(100 * np.sqrt(2))
+    assert A.upright_square((0, 0, 100, 100), 180.0)[0] == pytest.approx([50.0, 50.0])
+
+
 def test_upright_crop_turns_the_gt_torso_up():
     records = read_lspet(LSPET, "val")[:40]
     turned = 0
@@ -102,6 +108,7 @@ def test_upright_crop_turns_the_gt_torso_up():
         assert v[1] < 0 and abs(v[0]) < 1e-6 * np.hypot(*v) + 1e-6   # straight up
         # The turned square holds the whole (padded) box: never smaller than gt-box's.
         assert up.side >= rec["scale"] * (1 - 1e-6)
+        assert up.side == pytest.approx(A.upright_square((0, 0, 1, 1), rot)[1] * rec["scale"])
         np.testing.assert_allclose(up.center, rec["center"], atol=1e-3)
     assert turned > 30
 

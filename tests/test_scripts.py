@@ -83,3 +83,21 @@ def test_schedule_text_spells_both_recipes():
             "lr_drops": [], "warmup_steps": 300, "weight_decay": 0.0, "epochs": 60}
     assert schedule_text(lite, 393) == ("Adam 0.002, linear warm-up over 300 steps, cosine "
                                         "decay over 60 epochs, 393 steps per epoch")
+
+
+def test_curves_read_a_run_folder_or_a_shipped_models_card(tmp_path):
+    """A run's folder goes once its model ships: the card's history draws the same curve."""
+    from scripts.plot_curves import read_history
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "history.csv").write_text("epoch,loss,val_pck\n0,2.5,20.0\n1,2.0,31.5\n")
+    shipped = tmp_path / "model"
+    shipped.mkdir()
+    (shipped / "card.json").write_text(json.dumps({"history": [
+        {"epoch": 0.0, "loss": 2.5, "val_pck": 20.0}, {"epoch": 1.0, "loss": 2.0,
+                                                       "val_pck": 31.5}]}))
+    assert read_history(run) == read_history(shipped) == {
+        "epoch": [0.0, 1.0], "loss": [2.5, 2.0], "val_pck": [20.0, 31.5]}
+    with pytest.raises(FileNotFoundError, match="card.json"):
+        read_history(tmp_path)

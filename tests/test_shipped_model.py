@@ -36,7 +36,6 @@ def test_shipped_model_pck_matches_the_card(subset, filename):
     assert got == pytest.approx(expected, abs=0.5), (filename, got, expected)
 
 
-@pytest.mark.skipif("int8" not in CARD, reason="this card predates the int8 re-check")
 def test_shipped_int8_file_matches_the_card_or_is_absent(subset):
     """Full int8 ships only when it passed its moved-joints limit, and then scores what the
     card recorded on the regression people (its own file: the same number, to rounding)."""

@@ -88,16 +88,20 @@ def network_summary(network) -> dict:
             "gflops": round(count_flops(prepare_model(network)) / 1e9, 3)}
 
 
-def add_thresholds(out: Path, network, thresholds: dict, preset: str, skeleton: str) -> None:
-    """Put the calibrated confidence thresholds into both files' metadata: the TFLite
-    sidecar and embedded copy, and a ``model.keras.json`` sidecar for the Keras file."""
+def add_thresholds(out: Path, network, thresholds: dict, preset: str, skeleton: str,
+                   tflite_files: tuple[str, ...] = ("model.tflite",)) -> None:
+    """Put the calibrated confidence thresholds into every file's metadata: each TFLite
+    file's sidecar and embedded copy (the full-int8 file gets the fp32 file's thresholds:
+    its heatmaps are the same to a few per cent), and a ``model.keras.json`` sidecar for
+    the Keras file."""
     from mssh_keras.model_file import embed_tflite_metadata, network_metadata, prepare_model
 
-    side = out / "model.tflite.json"
-    meta = {**json.loads(side.read_text()), "thresholds": thresholds}
-    write_json_atomic(side, meta, indent=1)
-    tflite = out / "model.tflite"
-    tflite.write_bytes(embed_tflite_metadata(tflite.read_bytes(), meta))
+    for name in tflite_files:
+        side = out / f"{name}.json"
+        meta = {**json.loads(side.read_text()), "thresholds": thresholds}
+        write_json_atomic(side, meta, indent=1)
+        tflite = out / name
+        tflite.write_bytes(embed_tflite_metadata(tflite.read_bytes(), meta))
     keras_meta = network_metadata(out / "model.keras", network, prepare_model(network),
                                   skeleton=skeleton, preset=preset)
     write_json_atomic(out / "model.keras.json", {**keras_meta, "thresholds": thresholds},
@@ -281,7 +285,8 @@ def main(argv=None) -> int:
     val_people = read_lspet(args.manual_dir, "val")
     thresholds = calibrate_thresholds(full_preds, get_skeleton(config["skeleton"]),
                                       track=track_calibration(tfl.path, val_people))
-    add_thresholds(out, network, thresholds, opts["preset"], config["skeleton"])
+    add_thresholds(out, network, thresholds, opts["preset"], config["skeleton"],
+                   ("model.tflite",) + ((int8_card["file"],) if int8_card["file"] else ()))
     records = val_people[:REGRESSION_PEOPLE]
     files = ("model.tflite", "model.keras") + ((int8_card["file"],) if int8_card["file"] else ())
     subset = {name: score_records(out / name, records)["tables"]["PCK@0.2"]["Total"]

@@ -45,6 +45,9 @@ def test_shipped_int8_file_matches_the_card_or_is_absent(subset):
     if int8["file"]:
         got = score_records(path, subset)["tables"]["PCK@0.2"]["Total"]
         assert got == pytest.approx(CARD["regression_check"]["int8_PCK@0.2"], abs=0.5)
+        # The demo and the search read their thresholds from the file itself.
+        from mssh_keras.runtime import PoseEstimator
+        assert PoseEstimator(path).metadata["thresholds"] == CARD["thresholds"]
 
 
 def test_card_metrics_are_this_models():

@@ -41,7 +41,7 @@ def shipped_model(name: str = "model.tflite") -> _Path:
         return path
     raise FileNotFoundError(
         f"the shipped model file {name} is not in {SHIPPED_MODEL_DIR}. An installed "
-        f"mssh-keras package carries only the TFLite files and their metadata; the other files "
-        f"(model.keras for training, evaluation and export) are in models/"
+        f"mssh-keras package carries only the TFLite files and their metadata; the other "
+        f"files (model.keras for training, evaluation and export) are in models/"
         f"{SHIPPED_MODEL_NAME}/ of the mssh-keras repository: work in a checkout of it "
         f"(pip install -e .[train]) or pass the model file's path explicitly.")

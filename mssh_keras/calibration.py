@@ -54,7 +54,7 @@ def track_threshold(present: np.ndarray, absent: np.ndarray, keep: float = 0.95)
     """The pose score (mean clipped joint confidence, ``person_search.pose_score``) above
     which a tracker keeps a person: the one that ``keep`` of the validation people score
     in their ground-truth box. Recall first: a lost track costs a whole-frame search (about
-    4 model calls) while a kept empty crop scores lower on the next frames and is dropped
+    18 model calls) while a kept empty crop scores lower on the next frames and is dropped
     then. The share of ``absent`` crops (the same frames one box away) that would be kept
     is reported. A joint's threshold does not fit here: a pose's mean confidence includes
     its weak joints, and a well trained model scores most present people below it."""

@@ -313,8 +313,8 @@ def search(estimator, image_rgb, box=None, flip_test: bool = False,
     state = {"best": None, "best_score": -np.inf, "last": None}
 
     def run(crop, gain: float = cfg.min_gain) -> bool:
-        """Run one crop (box, rotation) unless it repeats the last; True if it beat the best
-        score by more than ``gain`` (and so became the best)."""
+        """Run one crop (box, rotation) unless it is None or repeats the last; True if it
+        ran. The pass becomes the best if it beats the best score by more than ``gain``."""
         if crop is None or _same_roi(crop, state["last"]):
             return False
         pose = estimator.predict(image_rgb, crop[0], flip_test, rotation=crop[1],
@@ -324,18 +324,15 @@ def search(estimator, image_rgb, box=None, flip_test: bool = False,
         scores.append(pose_score(pose.confidence))
         if len(passes) == 1 or scores[-1] > state["best_score"] + gain:
             state["best"], state["best_score"] = pose, scores[-1]
-            return True
-        return False
+        return True
 
     def refine_from(first) -> None:
         """Stages 2-3 from one first pass: re-crop around the latest pass of this chain
         (``stop_without_gain``: around the chain's best, stopping when it does not rise)."""
         latest, best, best_score = first, first, pose_score(first.confidence)
         for _ in range(1 + cfg.max_recrops):
-            n = len(passes)
             start = best if cfg.stop_without_gain else latest
-            run(fitted(start, start.rotation))
-            if len(passes) == n:
+            if not run(fitted(start, start.rotation)):
                 break
             latest = passes[-1]
             if scores[-1] > best_score + cfg.min_gain:

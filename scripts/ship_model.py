@@ -285,12 +285,11 @@ def main(argv=None) -> int:
     val_people = read_lspet(args.manual_dir, "val")
     thresholds = calibrate_thresholds(full_preds, get_skeleton(config["skeleton"]),
                                       track=track_calibration(tfl.path, val_people))
-    add_thresholds(out, network, thresholds, opts["preset"], config["skeleton"],
-                   ("model.tflite",) + ((int8_card["file"],) if int8_card["file"] else ()))
+    tflite_files = ("model.tflite",) + ((int8_card["file"],) if int8_card["file"] else ())
+    add_thresholds(out, network, thresholds, opts["preset"], config["skeleton"], tflite_files)
     records = val_people[:REGRESSION_PEOPLE]
-    files = ("model.tflite", "model.keras") + ((int8_card["file"],) if int8_card["file"] else ())
     subset = {name: score_records(out / name, records)["tables"]["PCK@0.2"]["Total"]
-              for name in files}
+              for name in ("model.keras", *tflite_files)}
 
     batch, planned = config["train"]["batch_size"], config["train"]["epochs"]
     train_people = len(read_lspet(args.manual_dir, "train"))

@@ -352,7 +352,9 @@ def score_people(records: Sequence[dict], predictors: Sequence[Predictor],
                          "per_joint": rep["per_joint"][METRIC],
                          "joint_counts": rep["joint_counts"],
                          "not_turned": not_turned if pr == "gt-box-upright" else None,
-                         "per_example": rep["per_example"]})
+                         # per-person totals (the paired bootstrap needs no more)
+                         "per_example": {k: v for k, v in rep["per_example"].items()
+                                         if not k.endswith((" by joint", " by limb"))}})
     return rows
 
 

@@ -4,8 +4,9 @@ For each preset: export SavedModel, TFLite fp32/fp16/dynamic/int8 and ONNX (veri
 against Keras as ``python export.py`` does), then time ``PoseEstimator.heatmaps`` at batch
 1 with the same thread count for every backend. Rounds are interleaved (one call per
 backend per round) so a load spike on a shared machine hits every backend alike, and the
-ratios are measured in the same run. The anchor row is MediaPipe's BlazePose-full landmark
-model (256x256, from the mediapipe 0.10.14 wheel), timed with the same LiteRT settings.
+ratios are measured in the same run. The anchor is MediaPipe's BlazePose-full landmark
+model (256x256, from the mediapipe 0.10.14 wheel), timed with the same LiteRT settings in
+the same rounds as each preset's backends (the ``x_blazepose`` ratio of every row).
 
     python benchmarks/latency.py                          # mssh-lite, hg-lite (untrained)
     python benchmarks/latency.py --presets mssh-lite,hg-lite,mssh-8,hg-8
@@ -37,6 +38,7 @@ from mssh_keras.paths import portable_path, write_json_atomic  # noqa: E402 - af
 DEFAULT_CACHE = Path(os.environ.get("MSSH_KERAS_CACHE", Path.home() / ".cache" / "mssh_keras"))
 ANCHOR_WHEEL = "mediapipe==0.10.14"
 ANCHOR_MEMBER = "mediapipe/modules/pose_landmark/pose_landmark_full.tflite"
+ANCHOR_LABEL = "BlazePose-full (anchor)"
 BACKENDS = (("keras", "Keras (tf.function)", None), ("savedmodel", "SavedModel (TF)", None),
             ("tflite", "TFLite fp32", "fp32"), ("tflite", "TFLite fp16", "fp16"),
             ("tflite", "TFLite dynamic", "dynamic"), ("tflite", "TFLite int8", "int8"),
@@ -186,6 +188,15 @@ def main(argv=None) -> int:
     presets = [p for p in args.presets.split(",") if p]
     load_start = os.getloadavg()
     rows, notes = [], {}
+    anchor = {"model": "BlazePose full landmark (MediaPipe 0.10.14), 256x256",
+              "status": "skipped (--no-anchor)"}
+    runner, anchor_times = None, []
+    if not args.no_anchor:
+        path, anchor["status"] = fetch_anchor(args.cache_dir)
+        if path is not None:
+            runner = _AnchorRunner(path, args.threads)
+            anchor.update(file=portable_path(path), input_shape=list(map(int, runner.shape)),
+                          size_mb=round(path.stat().st_size / 1e6, 3))
     for name in presets:
         print(f"[{name}] exporting...", flush=True)
         exp, notes[name] = export_preset(name, models.get(name), args.cache_dir, args)
@@ -198,10 +209,14 @@ def main(argv=None) -> int:
         from mssh_keras.skeleton import LSP14
         x = sample_crops(LSP14, size, 1, split="val", seed=2)
         calls = {label: (lambda e=e: e.heatmaps(x)) for label, e in ests.items()}
+        if runner is not None:  # in the same rounds: its ratio is side by side
+            calls[ANCHOR_LABEL] = runner
         print(f"[{name}] timing {len(calls)} backends x {args.runs} interleaved runs...",
               flush=True)
         times = time_interleaved(calls, args.runs, args.warmup)
         keras_ms = float(np.median(times["Keras (tf.function)"]))
+        anchor_t = times.pop(ANCHOR_LABEL, None)
+        anchor_times += anchor_t or []
         for label, t in times.items():
             path, rep = meta[label]
             med = float(np.median(t))
@@ -209,24 +224,17 @@ def main(argv=None) -> int:
                    "median_ms": round(med, 3), "p10_ms": round(float(np.percentile(t, 10)), 3),
                    "p90_ms": round(float(np.percentile(t, 90)), 3),
                    "speedup_vs_keras": round(keras_ms / med, 3),
+                   "x_blazepose": (round(med / float(np.median(anchor_t)), 3)
+                                   if anchor_t else None),
                    "size_mb": round(ex.file_size_mb(path), 3), "file": portable_path(path)}
             if rep and "max_abs_diff" in rep:
                 row.update(max_abs_diff=rep["max_abs_diff"], moved_share=rep["moved_share"],
                            verified=rep["passed"], criterion=rep["criterion"])
             rows.append(row)
-    anchor = {"model": "BlazePose full landmark (MediaPipe 0.10.14), 256x256",
-              "status": "skipped (--no-anchor)"}
-    if not args.no_anchor:
-        path, status = fetch_anchor(args.cache_dir)
-        anchor["status"] = status
-        if path is not None:
-            runner = _AnchorRunner(path, args.threads)
-            t = time_interleaved({"anchor": runner}, args.runs, args.warmup)["anchor"]
-            anchor.update(file=portable_path(path), input_shape=list(map(int, runner.shape)),
-                          median_ms=round(float(np.median(t)), 3),
-                          p10_ms=round(float(np.percentile(t, 10)), 3),
-                          p90_ms=round(float(np.percentile(t, 90)), 3),
-                          size_mb=round(path.stat().st_size / 1e6, 3))
+    if anchor_times:  # every preset's rounds pooled
+        anchor.update(median_ms=round(float(np.median(anchor_times)), 3),
+                      p10_ms=round(float(np.percentile(anchor_times, 10)), 3),
+                      p90_ms=round(float(np.percentile(anchor_times, 90)), 3))
     load_end = os.getloadavg()
     report = {
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -264,7 +272,7 @@ def _versions() -> dict:
 
 def format_table(rows: list[dict], anchor: dict) -> str:
     head = (f"{'preset':<10s} {'backend':<20s} {'median ms':>9s} {'p90 ms':>8s} "
-            f"{'x Keras':>7s} {'MB':>6s}  parity vs Keras")
+            f"{'x Keras':>7s} {'x BlazeP':>8s} {'MB':>6s}  parity vs Keras")
     lines = [head, "-" * len(head)]
     for r in rows:
         if "max_abs_diff" in r:
@@ -273,11 +281,13 @@ def format_table(rows: list[dict], anchor: dict) -> str:
         else:
             parity = "reference" if r["backend"].startswith("Keras") else "n/a"
         lines.append(f"{r['preset']:<10s} {r['backend']:<20s} {r['median_ms']:9.2f} "
-                     f"{r['p90_ms']:8.2f} {r['speedup_vs_keras']:7.2f} {r['size_mb']:6.2f}  "
+                     f"{r['p90_ms']:8.2f} {r['speedup_vs_keras']:7.2f} "
+                     f"{'-' if r.get('x_blazepose') is None else format(r['x_blazepose'], '.2f'):>8s}"
+                     f" {r['size_mb']:6.2f}  "
                      f"{parity}")
     if "median_ms" in anchor:
         lines.append(f"{'BlazePose':<10s} {'TFLite fp32 (anchor)':<20s} "
-                     f"{anchor['median_ms']:9.2f} {anchor['p90_ms']:8.2f} {'':>7s} "
+                     f"{anchor['median_ms']:9.2f} {anchor['p90_ms']:8.2f} {'':>7s} {'1.00':>8s} "
                      f"{anchor['size_mb']:6.2f}  {anchor['model']}")
     else:
         lines.append(f"BlazePose anchor: {anchor['status']}")

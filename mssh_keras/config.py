@@ -114,6 +114,14 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
            ModelConfig(input_size=128, schedule=(32,) * 4, filters=64, block="residual",
                        stem_filters=32, trunk_filters=64),
            dataclasses.replace(LITE_RECIPE, adaptive=False, occluded_amplitude=1.0)),
+    # hg-lite scores 71 % PCK@0.2 on its own training people and 64.5 % on validation
+    # (under-fitting), and at 0.52x BlazePose-full's latency it leaves room: the widest
+    # hourglass under 1.0x (TFLite fp32, 2 threads, side by side; benchmarks/README.md).
+    Preset("hg-wide", "hg-lite at 96 filters: 1.14 GFLOPs (1.9x hg-lite), the widest "
+                      "hourglass within BlazePose-full's latency.",
+           ModelConfig(input_size=128, schedule=(32,) * 4, filters=96, block="residual",
+                       stem_filters=32, trunk_filters=64),
+           dataclasses.replace(LITE_RECIPE, adaptive=False, occluded_amplitude=1.0)),
 )}
 
 

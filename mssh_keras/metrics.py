@@ -279,7 +279,8 @@ def lsp_report(pred, gt, valid, skeleton: Skeleton | None = None,
     pck_table = {**_columns(per_joint, sk, _PCK_COLUMNS), "Total": _pooled(hits, counted)}
     pcp_table = pcp(p, g, v, sk, pcp_threshold)
     per_limb = {}
-    for name, (h, c) in pcp_hits(p, g, v, sk, pcp_threshold).items():
+    limb_hits = pcp_hits(p, g, v, sk, pcp_threshold)
+    for name, (h, c) in limb_hits.items():
         for (a, b), val in zip(sk.pcp_limbs[name], _percent(h, c)):
             per_limb[f"{sk.joints[a]}-{sk.joints[b]}"] = float(val)
     pck_name, pcp_name = f"PCK@{pck_threshold:g}", f"strict PCP@{pcp_threshold:g}"
@@ -295,8 +296,27 @@ def lsp_report(pred, gt, valid, skeleton: Skeleton | None = None,
         # Per person (input order): joints within PCK and joints counted, so two models
         # scored on the same people can be compared with a paired bootstrap.
         "per_example": {f"{pck_name} hits": hits.sum(1).tolist(),
-                        f"{pck_name} counted": counted.sum(1).tolist()},
+                        f"{pck_name} counted": counted.sum(1).tolist(),
+                        # ... and per joint / per limb (limbs in pcp_hits' order), for
+                        # column-wise intervals (paired_columns).
+                        f"{pck_name} by joint": outcome_strings(hits, counted),
+                        f"{pcp_name} by limb": outcome_strings(
+                            np.concatenate([h for h, _ in limb_hits.values()], 1),
+                            np.concatenate([c for _, c in limb_hits.values()], 1))},
     }
+
+
+def outcome_strings(hits: np.ndarray, counted: np.ndarray) -> list[str]:
+    """One string per person, one character per joint or limb: "1" hit, "0" miss, "-" not
+    counted (a JSON line per person; ``parse_outcomes`` reads it back)."""
+    table = np.where(counted, np.where(hits, "1", "0"), "-")
+    return ["".join(row) for row in table]
+
+
+def parse_outcomes(strings: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(hits, counted), (N, K) bool, from ``outcome_strings``."""
+    chars = np.array([list(s) for s in strings]).reshape(len(strings), -1)
+    return chars == "1", chars != "-"
 
 
 def paired_bootstrap(hits_a, counted_a, hits_b, counted_b, samples: int = 2000,
@@ -312,6 +332,58 @@ def paired_bootstrap(hits_a, counted_a, hits_b, counted_b, samples: int = 2000,
     diffs = 100.0 * (ha[idx].sum(1) / ca[idx].sum(1) - hb[idx].sum(1) / cb[idx].sum(1))
     lo, hi = np.percentile(diffs, [2.5, 97.5])
     return float(point), float(lo), float(hi)
+
+
+def lsp_columns(skeleton: Skeleton) -> dict[str, dict[str, tuple[list[int], bool]]]:
+    """The paper's columns as (entries, pooled) over ``lsp_report``'s per-person matrices:
+    PCK columns average the percentages of their joints, PCP types those of their limbs
+    (in pcp_hits' order), and each Total pools every entry."""
+    pck_cols = {col: ([skeleton.index(n) for n in names if n in skeleton.joints], False)
+                for col, names in _PCK_COLUMNS.items()}
+    pck_cols["Total"] = (list(range(skeleton.num_joints)), True)
+    pcp_cols, start = {}, 0
+    for name, limbs in skeleton.pcp_limbs.items():
+        pcp_cols[name] = (list(range(start, start + len(limbs))), False)
+        start += len(limbs)
+    pcp_cols = {c: pcp_cols[c] for c in PCP_COLUMNS if c in pcp_cols}
+    pcp_cols["Total"] = (list(range(start)), True)
+    return {"pck": pck_cols, "pcp": pcp_cols}
+
+
+def paired_columns(example_a: Mapping, example_b: Mapping, skeleton: Skeleton,
+                   pck_name: str = "PCK@0.2", pcp_name: str = "strict PCP@0.5",
+                   samples: int = 2000, seed: int = 0
+                   ) -> dict[str, dict[str, tuple[float, float, float]]]:
+    """Every column of the paper's two tables, A - B in points with a 95 % paired
+    bootstrap interval: {table: {column: (difference, low, high)}}. Inputs are two
+    ``lsp_report`` ``per_example`` dicts of the same people in the same order; each draw
+    resamples the people once for both models and recomputes the columns as the tables
+    define them."""
+    n = len(example_a[f"{pck_name} by joint"])
+    if len(example_b[f"{pck_name} by joint"]) != n:
+        raise ValueError("paired_columns needs the per-person results of the same people")
+    weights = np.vstack([np.ones(n), np.random.default_rng(seed).multinomial(
+        n, np.full(n, 1.0 / n), size=samples)])          # row 0: the point estimate
+
+    def columns(ex, name, unit, cols):
+        hits, counted = parse_outcomes(ex[f"{name} by {unit}"])
+        h, c = weights @ hits, weights @ counted
+        with np.errstate(invalid="ignore", divide="ignore"):
+            pct = 100.0 * h / c
+            return {col: (100.0 * h[:, idx].sum(1) / c[:, idx].sum(1) if pooled
+                          else np.nanmean(pct[:, idx], axis=1))
+                    for col, (idx, pooled) in cols.items()}
+
+    out = {}
+    for table, name, unit in (("pck", pck_name, "joint"), ("pcp", pcp_name, "limb")):
+        cols = lsp_columns(skeleton)[table]
+        a, b = columns(example_a, name, unit, cols), columns(example_b, name, unit, cols)
+        out[name] = {}
+        for col in cols:
+            d = a[col] - b[col]
+            lo, hi = np.nanpercentile(d[1:], [2.5, 97.5])
+            out[name][col] = (float(d[0]), float(lo), float(hi))
+    return out
 
 
 def mpii_report(pred, gt, visible, head_sizes, skeleton: Skeleton = MPII16,

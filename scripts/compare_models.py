@@ -34,29 +34,39 @@ def comparison_table(rows: list[tuple[str, dict]]) -> str:
     return "\n".join(out)
 
 
-def difference_table(rows: list[tuple[str, dict]], baseline: str, metric: str = "PCK@0.2",
-                     samples: int = 2000) -> str:
-    """Markdown: each model's pooled ``metric`` minus the baseline's, with a 95 % paired
-    bootstrap interval over the people (both scored on the same people, same order)."""
-    from mssh_keras.metrics import paired_bootstrap
+def difference_table(rows: list[tuple[str, dict]], baseline: str, samples: int = 2000) -> str:
+    """Markdown, one table per metric: each model minus the baseline in every column of
+    the paper's tables, in points, with a 95 % paired bootstrap interval over the people
+    (both scored on the same people, same order; metrics.paired_columns)."""
+    from mssh_keras.metrics import paired_columns
+    from mssh_keras.skeleton import get_skeleton
 
     reports = dict(rows)
     if baseline not in reports:
         raise ValueError(f"--baseline {baseline!r} is not one of the labels {list(reports)}")
-    base = reports[baseline]["per_example"]
-    out = [f"| vs {baseline} | difference in {metric} Total (points) | 95 % interval |",
-           "|---|---|---|"]
+    base = reports[baseline]
+    diffs = {}
     for label, report in rows:
         if label == baseline:
             continue
         ex = report["per_example"]
-        if ex["image_id"] != base["image_id"]:
+        if ex["image_id"] != base["per_example"]["image_id"]:
             raise ValueError(f"{label} and {baseline} were scored on different people")
-        d, lo, hi = paired_bootstrap(ex[f"{metric} hits"], ex[f"{metric} counted"],
-                                     base[f"{metric} hits"], base[f"{metric} counted"],
-                                     samples)
-        out.append(f"| {label} | {d:+.1f} | [{lo:+.1f}, {hi:+.1f}] |")
-    return "\n".join(out) + "\n"
+        if not any(k.endswith("by joint") for k in ex):
+            raise ValueError(f"{label}'s report has no per-joint results (written by an "
+                             f"older evaluate.py): score the model again")
+        diffs[label] = paired_columns(ex, base["per_example"], get_skeleton(base["skeleton"]),
+                                      samples=samples)
+    out = []
+    for metric in next(iter(diffs.values()), {}):
+        cols = list(next(iter(diffs.values()))[metric])
+        out += [f"| {metric}: minus {baseline} | " + " | ".join(cols) + " |",
+                "|---" * (len(cols) + 1) + "|"]
+        out += [f"| {label} | " + " | ".join(
+            f"{d:+.1f} [{lo:+.1f}, {hi:+.1f}]" for d, lo, hi in table[metric].values()) + " |"
+                for label, table in diffs.items()]
+        out.append("")
+    return "\n".join(out)
 
 
 def main(argv=None) -> int:
@@ -71,8 +81,8 @@ def main(argv=None) -> int:
     ap.add_argument("--manual-dir")
     ap.add_argument("--limit", type=int, help="only the first N examples")
     ap.add_argument("--out", type=Path, help="JSON with every report")
-    ap.add_argument("--baseline", help="label to compare every model with (paired "
-                                       "bootstrap interval of the PCK@0.2 difference)")
+    ap.add_argument("--baseline", help="label to compare every model with: differences "
+                                       "in every column, with paired bootstrap intervals")
     args = ap.parse_args(argv)
 
     from mssh_keras.evaluator import evaluate_model

@@ -224,3 +224,33 @@ def test_paired_bootstrap_difference_and_interval():
     assert d == pytest.approx(100 / 56) and 0 < lo < d < hi < 2 * d
     with pytest.raises(ValueError, match="same people"):
         M.paired_bootstrap(hits_a[:10], counted[:10], hits_b, counted)
+
+
+def test_paired_columns_recompute_each_column_as_its_table_does():
+    """Point estimates equal the two reports' own column differences; an effect confined
+    to the wrists shows in Wri. (interval above zero) and leaves Hip at exactly zero."""
+    rng = np.random.default_rng(1)
+    n = 300
+    gt = rng.uniform(0, 200, (n, 14, 2))
+    gt[:, 9] = gt[:, 2] + [0.0, 60.0]   # l_shoulder 60 px above r_hip: torso 60
+    noise = rng.normal(0, 10, (n, 14, 2))
+    pred_b = gt + noise
+    pred_a = pred_b.copy()
+    wrists = [6, 11]
+    pred_a[:, wrists] = gt[:, wrists] + noise[:, wrists] / 2   # A halves the wrist error
+    valid = rng.uniform(size=(n, 14)) > 0.1
+    ra, rb = M.lsp_report(pred_a, gt, valid), M.lsp_report(pred_b, gt, valid)
+    cols = M.paired_columns(ra["per_example"], rb["per_example"], LSP14, samples=500)
+    for name in ("PCK@0.2", "strict PCP@0.5"):
+        for col, (d, lo, hi) in cols[name].items():
+            own = ra["tables"][name][col] - rb["tables"][name][col]
+            assert d == pytest.approx(own, abs=1e-9), (name, col)
+            assert lo <= d <= hi
+    d, lo, hi = cols["PCK@0.2"]["Wri."]
+    assert lo > 0
+    assert cols["PCK@0.2"]["Hip"] == (0.0, 0.0, 0.0)
+    assert list(cols["strict PCP@0.5"]) == ["Torso", "U.Leg", "L.Leg", "U.Arm", "Forearm",
+                                            "Head", "Total"]
+    with pytest.raises(ValueError, match="same people"):
+        short = {k: v[:10] for k, v in ra["per_example"].items()}
+        M.paired_columns(short, rb["per_example"], LSP14)

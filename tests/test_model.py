@@ -21,6 +21,7 @@ PINNED = {
     "hg-8": (16, 25_434_112, 54_880_370_688),
     "mssh-lite": (14, 432_344, 634_169_344),
     "hg-lite": (14, 685_688, 607_518_720),
+    "hg-wide": (14, 1_487_320, 1_137_672_192),
 }
 
 TINY_NET = ModelConfig(**{**TINY, "schedule": (8, 16, 16)})  # three stacks, two sizes

@@ -34,8 +34,14 @@ def test_difference_table_pairs_the_same_people():
     for r in (exact, far):
         r["per_example"]["image_id"] = ["a", "b", "c"]
     table = difference_table([("exact", exact), ("far", far)], baseline="far").splitlines()
-    assert table[0].startswith("| vs far |")
-    assert table[2] == "| exact | +100.0 | [+100.0, +100.0] |"
+    assert table[0] == ("| PCK@0.2: minus far | Head | Sho. | Elb. | Wri. | Hip | Knee | "
+                        "Ank. | Total |")
+    assert table[2] == "| exact |" + " +100.0 [+100.0, +100.0] |" * 8
+    assert table[4].startswith("| strict PCP@0.5: minus far | Torso |")
+    assert table[6] == "| exact |" + " +100.0 [+100.0, +100.0] |" * 7
+    del exact["per_example"]["PCK@0.2 by joint"]
+    with pytest.raises(ValueError, match="no per-joint results"):
+        difference_table([("exact", exact), ("far", far)], baseline="far")
     far["per_example"]["image_id"] = ["a", "b", "d"]
     with pytest.raises(ValueError, match="different people"):
         difference_table([("exact", exact), ("far", far)], baseline="far")

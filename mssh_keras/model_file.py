@@ -282,8 +282,12 @@ def _git_commit() -> str | None:
 
 
 def run_config(model_path: Path) -> dict | None:
-    """The training run's run_config.json next to a model file, if readable."""
-    f = Path(model_path).parent / "run_config.json"
+    """The training run's run_config.json next to a model file (or, for a checkpoint's
+    ``ckpt/epoch_NNNN/network.weights.h5``, in its run folder), if readable."""
+    p = Path(model_path)
+    f = p.parent / "run_config.json"
+    if not f.is_file() and p.parent.parent.name == "ckpt":
+        f = p.parents[2] / "run_config.json"
     try:
         return json.loads(f.read_text()) if f.is_file() else None
     except (OSError, json.JSONDecodeError):

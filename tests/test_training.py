@@ -96,6 +96,17 @@ def test_resume_matches_an_uninterrupted_run(runs):
     assert runs["part"]["report"] is not None
 
 
+def test_a_checkpoint_loads_as_a_model(runs):
+    """A run's latest checkpoint is a model file too (evaluate.py / export.py --model
+    ckpt/epoch_NNNN/network.weights.h5): the architecture comes from the run folder."""
+    from mssh_keras.model_file import load_network
+
+    root = runs["root"]
+    net = load_network(root / "straight" / "ckpt" / "epoch_0003" / "network.weights.h5")
+    for wa, wb in zip(net.get_weights(), runs["straight"]["network"].get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+
+
 @pytest.mark.parametrize("lr_drops", [(), (2,)])
 def test_restore_keeps_the_runs_learning_rate_and_the_schedule_position(runs, lr_drops):
     """The checkpoint restores weights and iterations but not a constant rate, so

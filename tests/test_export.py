@@ -247,6 +247,14 @@ def test_crop_follows_the_box_or_letterboxes_the_image(exported):
         est.predict(frame.astype(np.int64), box)
 
 
+def test_onnx_runtime_does_not_busy_wait_between_calls(exported):
+    """Spinning intra-op threads kept both cores busy after each call and doubled the
+    time of whatever ran next in the process (benchmarks/README.md, latency)."""
+    est = runtime.PoseEstimator(exported["files"][("onnx", "fp32")].path)
+    opts = est._run.session.get_session_options()
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
 def test_runtime_crop_is_the_training_pipeline_crop(exported):
     """cv2.warpAffine with geometry.crop_matrix = the tf.data crop (same pixel convention):
     a half-pixel slip would show as large differences on this textured image."""

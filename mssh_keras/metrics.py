@@ -374,9 +374,9 @@ def paired_columns(example_a: Mapping, example_b: Mapping, skeleton: Skeleton,
                           else np.nanmean(pct[:, idx], axis=1))
                     for col, (idx, pooled) in cols.items()}
 
-    out = {}
+    out, tables = {}, lsp_columns(skeleton)
     for table, name, unit in (("pck", pck_name, "joint"), ("pcp", pcp_name, "limb")):
-        cols = lsp_columns(skeleton)[table]
+        cols = tables[table]
         a, b = columns(example_a, name, unit, cols), columns(example_b, name, unit, cols)
         out[name] = {}
         for col in cols:

@@ -70,7 +70,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402 - after the sys.path lines
 
 from mssh_keras import SHIPPED_MODEL_DIR, geometry, person_search  # noqa: E402
-from mssh_keras.metrics import lsp_report, paired_bootstrap  # noqa: E402
+from mssh_keras.metrics import is_outcome_key, lsp_report, paired_bootstrap  # noqa: E402
 from mssh_keras.skeleton import LSP14  # noqa: E402
 
 LSPET = ROOT.parent / "shared" / "data" / "real" / "lspet_axelcarlier"
@@ -354,7 +354,7 @@ def score_people(records: Sequence[dict], predictors: Sequence[Predictor],
                          "not_turned": not_turned if pr == "gt-box-upright" else None,
                          # per-person totals (the paired bootstrap needs no more)
                          "per_example": {k: v for k, v in rep["per_example"].items()
-                                         if not k.endswith((" by joint", " by limb"))}})
+                                         if not is_outcome_key(k)}})
     return rows
 
 

@@ -35,7 +35,8 @@ from mssh_keras.paths import write_json_atomic  # noqa: E402 - stdlib only, no T
 # (as train.py ran before this benchmark); "onednn" = the same with oneDNN's CPU kernels
 # on (TF_ENABLE_ONEDNN_OPTS=1, train.py's default now); "onednn-t2" = that with 2 threads
 # per op, one op at a time; "onednn-mirrored" = two logical CPU devices (one replica
-# each, 1 thread per op, 2 ops at a time: one per replica).
+# each, 1 thread per op, 2 ops at a time: one per replica); "onednn-t1" = one thread in
+# all, as each of two runs side by side (`train.py --threads 1`).
 SETTINGS = {
     "fp32": ("tf", "fp32", False, 16),
     "xla": ("tf", "fp32", True, 16),
@@ -46,6 +47,8 @@ SETTINGS = {
     "oneDNN fp32 b32": ("onednn", "fp32", False, 32),
     "oneDNN fp32 2 threads": ("onednn-t2", "fp32", False, 16),
     "oneDNN fp32 mirrored 2x1": ("onednn-mirrored", "fp32", False, 16),
+    "oneDNN fp32 1 thread": ("onednn-t1", "fp32", False, 16),
+    "oneDNN bf16 1 thread": ("onednn-t1", "bf16", False, 16),
 }
 BASELINE = "fp32"
 
@@ -55,8 +58,8 @@ def child(group: str) -> None:
     """Serve 'prepare'/'run' requests (JSON lines on stdin) for one process group."""
     os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1" if group.startswith("onednn") else "0"
     import tensorflow as tf
-    if group.endswith("t2"):
-        tf.config.threading.set_intra_op_parallelism_threads(2)
+    if group.endswith(("t1", "t2")):
+        tf.config.threading.set_intra_op_parallelism_threads(int(group[-1]))
         tf.config.threading.set_inter_op_parallelism_threads(1)
     elif group.endswith("mirrored"):
         tf.config.threading.set_intra_op_parallelism_threads(1)

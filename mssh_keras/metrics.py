@@ -299,11 +299,22 @@ def lsp_report(pred, gt, valid, skeleton: Skeleton | None = None,
                         f"{pck_name} counted": counted.sum(1).tolist(),
                         # ... and per joint / per limb (limbs in pcp_hits' order), for
                         # column-wise intervals (paired_columns).
-                        f"{pck_name} by joint": outcome_strings(hits, counted),
-                        f"{pcp_name} by limb": outcome_strings(
+                        outcome_key(pck_name, "joint"): outcome_strings(hits, counted),
+                        outcome_key(pcp_name, "limb"): outcome_strings(
                             np.concatenate([h for h, _ in limb_hits.values()], 1),
                             np.concatenate([c for _, c in limb_hits.values()], 1))},
     }
+
+
+def outcome_key(metric: str, unit: str) -> str:
+    """The ``per_example`` key of a metric's per-person outcome strings, unit "joint" or
+    "limb" (e.g. "PCK@0.2 by joint"): the one place that names them."""
+    return f"{metric} by {unit}"
+
+
+def is_outcome_key(key: str) -> bool:
+    """Whether a ``per_example`` key holds outcome strings (not per-person totals)."""
+    return key.endswith((" by joint", " by limb"))
 
 
 def outcome_strings(hits: np.ndarray, counted: np.ndarray) -> list[str]:
@@ -359,14 +370,19 @@ def paired_columns(example_a: Mapping, example_b: Mapping, skeleton: Skeleton,
     ``lsp_report`` ``per_example`` dicts of the same people in the same order; each draw
     resamples the people once for both models and recomputes the columns as the tables
     define them."""
-    n = len(example_a[f"{pck_name} by joint"])
-    if len(example_b[f"{pck_name} by joint"]) != n:
+    keys = (outcome_key(pck_name, "joint"), outcome_key(pcp_name, "limb"))
+    missing = sorted({k for ex in (example_a, example_b) for k in keys if k not in ex})
+    if missing:
+        raise ValueError(f"no per-joint results {missing} (a report written by an older "
+                         f"evaluate.py): score the model again")
+    n = len(example_a[keys[0]])
+    if len(example_b[keys[0]]) != n:
         raise ValueError("paired_columns needs the per-person results of the same people")
     weights = np.vstack([np.ones(n), np.random.default_rng(seed).multinomial(
         n, np.full(n, 1.0 / n), size=samples)])          # row 0: the point estimate
 
     def columns(ex, name, unit, cols):
-        hits, counted = parse_outcomes(ex[f"{name} by {unit}"])
+        hits, counted = parse_outcomes(ex[outcome_key(name, unit)])
         h, c = weights @ hits, weights @ counted
         with np.errstate(invalid="ignore", divide="ignore"):
             pct = 100.0 * h / c

@@ -52,11 +52,11 @@ def difference_table(rows: list[tuple[str, dict]], baseline: str, samples: int =
         ex = report["per_example"]
         if ex["image_id"] != base["per_example"]["image_id"]:
             raise ValueError(f"{label} and {baseline} were scored on different people")
-        if not any(k.endswith("by joint") for k in ex):
-            raise ValueError(f"{label}'s report has no per-joint results (written by an "
-                             f"older evaluate.py): score the model again")
-        diffs[label] = paired_columns(ex, base["per_example"], get_skeleton(base["skeleton"]),
-                                      samples=samples)
+        try:
+            diffs[label] = paired_columns(ex, base["per_example"],
+                                          get_skeleton(base["skeleton"]), samples=samples)
+        except ValueError as err:
+            raise ValueError(f"{label} vs {baseline}: {err}") from None
     out = []
     for metric in next(iter(diffs.values()), {}):
         cols = list(next(iter(diffs.values()))[metric])

@@ -254,3 +254,9 @@ def test_paired_columns_recompute_each_column_as_its_table_does():
     with pytest.raises(ValueError, match="same people"):
         short = {k: v[:10] for k, v in ra["per_example"].items()}
         M.paired_columns(short, rb["per_example"], LSP14)
+    outcomes = [k for k in ra["per_example"] if M.is_outcome_key(k)]
+    assert outcomes == [M.outcome_key("PCK@0.2", "joint"),
+                        M.outcome_key("strict PCP@0.5", "limb")]
+    totals = {k: v for k, v in ra["per_example"].items() if k not in outcomes}
+    with pytest.raises(ValueError, match="no per-joint results"):
+        M.paired_columns(totals, rb["per_example"], LSP14)

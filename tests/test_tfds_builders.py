@@ -160,7 +160,8 @@ def test_missing_manual_files_are_explained(tmp_path):
 
 
 def test_a_second_loader_waits_while_the_dataset_is_prepared(tmp_path):
-    """Two trainings started at once on an unprepared dataset must not both build it."""
+    """Two trainings started at once on an unprepared dataset must not both build it, and
+    the one that waited reads what the other built (it once saw no split at all)."""
     import threading
 
     from mssh_keras.data.tfds_builders import Lspet, is_prepared
@@ -168,11 +169,20 @@ def test_a_second_loader_waits_while_the_dataset_is_prepared(tmp_path):
     manual = make_lspet_manual(tmp_path / "manual", n=12)
     data_dir = str(tmp_path / "data")
     result = {}
-    with datasets._preparing(Lspet(data_dir=data_dir)):  # as if another process prepares
-        loader = threading.Thread(target=lambda: result.update(
-            n=len(as_numpy(datasets.load("lspet", "all", data_dir, str(manual))))))
+
+    def load():
+        try:
+            result["n"] = len(as_numpy(datasets.load("lspet", "train", data_dir, str(manual))))
+        except Exception as err:  # noqa: BLE001 - reported by the assert below
+            result["error"] = repr(err)
+
+    other = Lspet(data_dir=data_dir)
+    with datasets._preparing(other):  # as if another process prepares
+        loader = threading.Thread(target=load)
         loader.start()
         loader.join(timeout=3.0)
         assert loader.is_alive() and not is_prepared(Lspet(data_dir=data_dir))
+        other.download_and_prepare(download_config=tfds.download.DownloadConfig(
+            manual_dir=str(manual), try_download_gcs=False))
     loader.join(timeout=120)
-    assert result == {"n": 11}
+    assert result == {"n": other.info.splits["train"].num_examples} and result["n"] > 0

@@ -90,8 +90,10 @@ def _load_real(name: str, split: str, data_dir: str | None,
 
     if split not in SPLITS[name]:
         raise ValueError(f"{name}: unknown split {split!r}; known: {sorted(SPLITS[name])}")
-    builder = BUILDERS[name](data_dir=data_dir)
-    with _preparing(builder):
+    with _preparing(BUILDERS[name](data_dir=data_dir)):
+        # Made under the lock: a builder made before it would keep the empty split list it
+        # read while another process was still preparing the dataset.
+        builder = BUILDERS[name](data_dir=data_dir)
         prepared = is_prepared(builder)
         if prepared and manual_dir is not None:  # built from these files? (else refuse)
             check_source(builder, manual_dir)

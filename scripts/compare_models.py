@@ -14,6 +14,8 @@ import json
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file, not only with -m
+
 
 def parse_model(spec: str) -> tuple[Path, str]:
     """``PATH=LABEL`` (or just PATH, labelled by its run folder)."""

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file, not only with -m
+
 BANDS = ((0, 30), (30, 60), (60, 120), (120, 180.01))
 
 

@@ -26,6 +26,8 @@ import re
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file, not only with -m
+
 
 def lsp_to_coco(records: list[dict], skeleton) -> dict:
     """COCO keypoints document for reader records (one person per image)."""

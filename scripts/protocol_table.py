@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a file, not only with -m
 LSPET = ROOT.parent / "shared/data/real/lspet_axelcarlier"
 
 

@@ -19,9 +19,11 @@ import shutil
 import sys
 from pathlib import Path
 
-from mssh_keras.paths import write_json_atomic
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a file, not only with -m
+
+from mssh_keras.paths import write_json_atomic  # noqa: E402 - after sys.path
+
 REGRESSION_PEOPLE = 100  # the first N validation people, for tests/test_shipped_model.py
 
 # train.py options worth spelling out in the reproduce command (others are defaults).

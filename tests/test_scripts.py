@@ -49,6 +49,25 @@ def test_difference_table_pairs_the_same_people():
         difference_table([("exact", exact)], baseline="nope")
 
 
+def test_compare_models_runs_as_a_file_on_saved_reports(tmp_path):
+    """``python scripts/compare_models.py`` (its docstring's command) finds the package."""
+    import subprocess
+    import sys
+    paths = []
+    for label, shift in (("exact", 0.0), ("far", 500.0)):
+        report = {**_report(shift), "split": "val"}
+        report["per_example"]["image_id"] = ["a", "b", "c"]
+        paths.append(tmp_path / f"{label}.json")
+        paths[-1].write_text(json.dumps(report))
+    out = subprocess.run([sys.executable, "scripts/compare_models.py", f"{paths[0]}=exact",
+                          f"{paths[1]}=far", "--baseline", "far", "--out",
+                          str(tmp_path / "table.json")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "| exact |" + " +100.0 [+100.0, +100.0] |" * 8 in out.stdout
+    assert json.loads((tmp_path / "table.json").read_text())["split"] == "val"
+
+
 def test_parse_model_labels():
     assert parse_model("runs/a/final.keras=mssh") == (Path("runs/a/final.keras"), "mssh")
     assert parse_model("runs/a/final.keras") == (Path("runs/a/final.keras"), "a/final.keras")

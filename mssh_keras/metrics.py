@@ -314,7 +314,7 @@ def outcome_key(metric: str, unit: str) -> str:
 
 def is_outcome_key(key: str) -> bool:
     """Whether a ``per_example`` key holds outcome strings (not per-person totals)."""
-    return key.endswith((" by joint", " by limb"))
+    return key.endswith(tuple(outcome_key("", unit) for unit in ("joint", "limb")))
 
 
 def outcome_strings(hits: np.ndarray, counted: np.ndarray) -> list[str]:

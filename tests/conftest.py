@@ -1,9 +1,10 @@
-"""What several test modules share: the repository root, the real-data folder and the tiny
-network. Test modules import the constants (``from conftest import TINY, REAL_DATA``);
+"""What several test modules share: the repository root, the real-data folder, the tiny
+network and a tiny training run. Test modules import them (``from conftest import TINY``);
 pytest puts this folder on ``sys.path``, and so does running a test file as a script.
 """
 from __future__ import annotations
 
+import csv
 import os
 from pathlib import Path
 
@@ -21,6 +22,28 @@ REAL_DATA = Path(os.environ.get("MSSH_REAL_DATA") or ROOT.parent / "shared" / "d
 # need more (two stacks, another input size) say so: {**TINY, "schedule": (8, 16)}.
 TINY = dict(input_size=32, schedule=(8,), filters=16, stem_filters=8, trunk_filters=16,
             min_resolution=4, block="residual")
+
+# Steps per epoch of the tiny synthetic run below.
+RUN_STEPS = 4
+
+
+def run_options(out: Path, **kw):
+    """A tiny run on 3 synthetic examples in batches of 4, no augmentation: consecutive
+    batches differ, so a resumed run only matches an uninterrupted one if it continues the
+    shuffled data stream where the first part stopped (rather than replaying it)."""
+    from mssh_keras.training import RunOptions
+    base = dict(preset="mssh-lite", dataset="synthetic", output_dir=str(out), epochs=3,
+                batch_size=4, steps_per_epoch=RUN_STEPS, val_examples=4, synthetic_train=3,
+                augment=False, verbose=0, learning_rate=1e-3, model_overrides=TINY,
+                optimizer="rmsprop", lr_schedule="step")
+    base.update(kw)
+    return RunOptions(**base)
+
+
+def history_rows(out: Path) -> list[dict]:
+    """A run folder's history.csv, one dict of strings per epoch."""
+    with open(out / "history.csv") as f:
+        return list(csv.DictReader(f))
 
 
 

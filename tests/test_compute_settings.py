@@ -6,25 +6,25 @@ import numpy as np
 import pytest
 
 from mssh_keras.training import train
-from test_training import _history, _opts
+from conftest import history_rows, run_options
 
 
 @pytest.fixture(scope="module")
 def bf16_runs(tmp_path_factory):
     """bfloat16 (no XLA) straight for 2 epochs, and 1 epoch + a resume; one XLA epoch."""
     root = tmp_path_factory.mktemp("bf16")
-    straight = train(_opts(root / "straight", epochs=2, precision="bf16", jit="off"))
-    train(_opts(root / "resumed", epochs=1, precision="bf16", jit="off"))
-    resumed = train(_opts(root / "resumed", epochs=2, precision="bf16", jit="off",
+    straight = train(run_options(root / "straight", epochs=2, precision="bf16", jit="off"))
+    train(run_options(root / "resumed", epochs=1, precision="bf16", jit="off"))
+    resumed = train(run_options(root / "resumed", epochs=2, precision="bf16", jit="off",
                           resume=True))
-    xla = train(_opts(root / "xla", epochs=1, precision="fp32", jit="on"))
+    xla = train(run_options(root / "xla", epochs=1, precision="fp32", jit="on"))
     return {"root": root, "straight": straight, "resumed": resumed, "xla": xla}
 
 
 def test_bf16_and_xla_steps_train_with_finite_losses(bf16_runs):
     root = bf16_runs["root"]
     for name in ("straight", "xla"):
-        losses = [float(r["loss"]) for r in _history(root / name)]
+        losses = [float(r["loss"]) for r in history_rows(root / name)]
         assert losses and all(np.isfinite(losses)), (name, losses)
     assert bf16_runs["straight"]["network"].dtype_policy.name == "mixed_bfloat16"
     assert bf16_runs["xla"]["network"].dtype_policy.name == "float32"

@@ -6,7 +6,6 @@ runs are shared through module fixtures and each test reads what it needs from t
 from __future__ import annotations
 
 import contextlib
-import csv
 import io
 import json
 import shutil
@@ -22,28 +21,9 @@ from mssh_keras.config import PRESETS, ModelConfig, TrainConfig
 from mssh_keras.model import build_network
 from mssh_keras.trainer import PoseTrainer, make_optimizer
 from mssh_keras.training import RunOptions, TrainingError, train
-from conftest import TINY
+from conftest import RUN_STEPS as STEPS, TINY, history_rows, run_options
 
 REPO = Path(__file__).resolve().parents[1]
-
-STEPS = 4
-
-
-def _opts(out: Path, **kw) -> RunOptions:
-    """A run on 3 synthetic examples in batches of 4, no augmentation: consecutive batches
-    differ, so a resumed run only matches an uninterrupted one if it continues the
-    shuffled data stream where the first part stopped (rather than replaying it)."""
-    base = dict(preset="mssh-lite", dataset="synthetic", output_dir=str(out), epochs=3,
-                batch_size=4, steps_per_epoch=STEPS, val_examples=4, synthetic_train=3,
-                augment=False, verbose=0, learning_rate=1e-3, model_overrides=TINY,
-                optimizer="rmsprop", lr_schedule="step")
-    base.update(kw)
-    return RunOptions(**base)
-
-
-def _history(out: Path) -> list[dict]:
-    with open(out / "history.csv") as f:
-        return list(csv.DictReader(f))
 
 
 def _npz(path: Path) -> list[np.ndarray]:
@@ -56,8 +36,8 @@ def runs(tmp_path_factory):
     """An uninterrupted 3-epoch run, and a 2-epoch run killed while writing epoch 3's
     checkpoint, then resumed for the 3rd epoch."""
     root = tmp_path_factory.mktemp("runs")
-    straight = train(_opts(root / "straight"))
-    part = train(_opts(root / "resumed", epochs=2))
+    straight = train(run_options(root / "straight"))
+    part = train(run_options(root / "resumed", epochs=2))
     # A kill in the middle of epoch 3's checkpoint: a half-written folder, latest.json
     # still pointing at epoch 2.
     partial = root / "resumed" / "ckpt" / "epoch_0003"
@@ -65,13 +45,13 @@ def runs(tmp_path_factory):
     (partial / "network.weights.h5").write_bytes(b"\x89HDF\r\n\x1a\n truncated")
     log = io.StringIO()
     with contextlib.redirect_stdout(log):
-        resumed = train(_opts(root / "resumed", epochs=3, resume=True))
+        resumed = train(run_options(root / "resumed", epochs=3, resume=True))
     return {"root": root, "straight": straight, "part": part, "resumed": resumed,
             "log": log.getvalue()}
 
 
 def test_short_training_reduces_the_loss(runs):
-    losses = [float(r["loss"]) for r in _history(runs["root"] / "straight")]
+    losses = [float(r["loss"]) for r in history_rows(runs["root"] / "straight")]
     assert len(losses) == 3 and all(np.isfinite(losses))
     assert losses[2] < 0.8 * losses[0], losses
 
@@ -92,7 +72,7 @@ def test_resume_matches_an_uninterrupted_run(runs):
     latest = json.loads((root / "resumed" / "ckpt" / "latest.json").read_text())
     assert latest["epoch"] == 3 and latest["folder"] == "epoch_0003"
     assert [p.name for p in (root / "resumed" / "ckpt").glob("epoch_*")] == ["epoch_0003"]
-    assert [r["epoch"] for r in _history(root / "resumed")] == ["0", "1", "2"]
+    assert [r["epoch"] for r in history_rows(root / "resumed")] == ["0", "1", "2"]
     assert runs["part"]["report"] is not None
 
 
@@ -127,11 +107,11 @@ def test_restore_keeps_the_runs_learning_rate_and_the_schedule_position(runs, lr
 def test_resume_refuses_mismatched_or_missing_runs(runs, tmp_path):
     root = runs["root"]
     with pytest.raises(TrainingError, match="already holds a run"):
-        train(_opts(root / "straight"))
+        train(run_options(root / "straight"))
     with pytest.raises(TrainingError, match="model options differ"):
-        train(_opts(root / "straight", resume=True, model_overrides={**TINY, "filters": 8}))
+        train(run_options(root / "straight", resume=True, model_overrides={**TINY, "filters": 8}))
     with pytest.raises(TrainingError, match="no checkpoint"):
-        train(_opts(tmp_path / "empty", resume=True))
+        train(run_options(tmp_path / "empty", resume=True))
 
 
 def test_nan_guard_stops_with_the_epoch_and_keeps_the_checkpoint(runs, tmp_path):
@@ -140,7 +120,7 @@ def test_nan_guard_stops_with_the_epoch_and_keeps_the_checkpoint(runs, tmp_path)
     out = tmp_path / "nan"
     shutil.copytree(src, out)
     with pytest.raises(TrainingError, match=r"epoch 4, batch \d") as err:
-        train(_opts(out, resume=True, epochs=5, learning_rate=1e30))
+        train(run_options(out, resume=True, epochs=5, learning_rate=1e30))
     assert "Last saved checkpoint: epoch 3" in str(err.value)
     assert json.loads((out / "ckpt" / "latest.json").read_text())["epoch"] == 3
     assert sorted(p.name for p in (out / "ckpt").glob("epoch_*")) == ["epoch_0003"]
@@ -165,7 +145,7 @@ def test_a_tiny_mssh_learns_the_synthetic_task(tmp_path):
     print(f"val PCK@0.2: untrained {pck0:.1f} %, after 200 steps {pck1:.1f} % "
           f"({after['seconds']:.0f} s)")
     assert pck1 >= pck0 + 25.0, (pck0, pck1)
-    losses = [float(r["loss"]) for r in _history(tmp_path / "trained")]
+    losses = [float(r["loss"]) for r in history_rows(tmp_path / "trained")]
     assert losses[-1] < losses[0]
 
 

@@ -48,7 +48,7 @@ class Pose:
     model_calls: int = 1      # crops run through the network for this pose (person_search)
     rotation: float = 0.0     # degrees the crop was rotated (geometry.crop_matrix)
     box: tuple | None = None  # body box of the crop (before padding); None = whole image
-    scores: tuple = ()        # pose score (person_search.pose_score) of each pass, in order
+    scores: tuple = ()        # the search's score (person_search.crop_score) of each pass
 
 
 def as_rgb_uint8(image) -> np.ndarray:
@@ -445,7 +445,9 @@ class PoseEstimator:
         return Pose(keypoints=kp, confidence=conf.astype(np.float32), model_ms=model_ms,
                     crop_matrix=m, rotation=float(rotation),
                     box=None if box is None else tuple(float(v) for v in box),
-                    scores=(person_search.pose_score(conf),))
+                    scores=(person_search.crop_score(
+                        kp, conf, m, self.input_size, self.box_padding,
+                        person_search.DEFAULT_SEARCH.undersize_weight),))
 
     def __repr__(self) -> str:
         return (f"PoseEstimator({str(self.path)!r}, backend={self.backend!r}, "

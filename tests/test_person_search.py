@@ -97,6 +97,12 @@ def test_roi_from_pose_fits_the_joints_in_the_rotated_axes():
         assert side == pytest.approx(100.0) and center == pytest.approx([50.0, 20.0])
 
 
+def _score(model, pose) -> float:
+    """The search's score of ``pose`` (person_search.crop_score, default weight)."""
+    return ps.crop_score(pose.keypoints, pose.confidence, pose.crop_matrix, model.input_size,
+                         model.box_padding, ps.DEFAULT_SEARCH.undersize_weight)
+
+
 # ----------------------------------------------------------------------------- a fake model
 class CropModel:
     """A 'model' that knows the true joints but, like a real one, sees only its crop and
@@ -108,6 +114,7 @@ class CropModel:
         self.skeleton, self.joints = skeleton, np.asarray(joints, np.float64)
         self.metadata = {"thresholds": {"joint_threshold": 0.2}}
         self.box_padding, self.image_wh, self.upright_only = 1.25, image_wh, upright_only
+        self.input_size = 128
         self.calls: list = []
 
     def predict(self, image, box=None, flip_test=False, rotation=0.0, search=None):
@@ -139,7 +146,7 @@ def test_search_zooms_in_on_a_small_person_and_never_scores_below_its_first_pass
     pose = ps.search(model, None, config=ps.SearchConfig(max_recrops=3))
     assert pose.model_calls == len(model.calls) == len(pose.scores) >= 2
     assert model.calls[0] == (None, 0.0)                       # 1. the whole frame
-    assert ps.pose_score(pose.confidence) == max(pose.scores) > pose.scores[0]
+    assert _score(model, pose) == max(pose.scores) > pose.scores[0]
     # The final crop frames the person like a training crop.
     center, side = geometry.box_to_center_scale(pose.box, 1.25)
     assert np.linalg.norm(center - (joints.min(0) + joints.max(0)) / 2) < 0.1 * side
@@ -170,7 +177,7 @@ def test_tiles_find_a_small_person_in_a_corner_and_the_best_starts_are_refined()
     # A tile holding the person outscores the letterboxed frame, and the search ends
     # above every first pass, framing the person like a training crop.
     assert max(pose.scores[1:10]) > pose.scores[0]
-    assert ps.pose_score(pose.confidence) == max(pose.scores) > max(pose.scores[:10])
+    assert _score(model, pose) == max(pose.scores) > max(pose.scores[:10])
     center, side = geometry.box_to_center_scale(pose.box, 1.25)
     assert np.linalg.norm(center - (joints.min(0) + joints.max(0)) / 2) < 0.1 * side
     # Tiles off: the whole frame alone starts the one chain.
@@ -182,12 +189,12 @@ def test_tiles_find_a_small_person_in_a_corner_and_the_best_starts_are_refined()
 
 
 class WorseAfterFirst(CropModel):
-    """Every crop after the first scores lower: the search must keep the first pass."""
+    """The first pass is sure of every joint and every crop after it scores 0.05: the
+    search must keep the first pass (small in the frame as it is)."""
 
     def predict(self, image, box=None, flip_test=False, rotation=0.0, search=None):
         pose = super().predict(image, box, flip_test, rotation, search)
-        if len(self.calls) > 1:
-            pose.confidence = np.full_like(pose.confidence, 0.05)
+        pose.confidence = np.full_like(pose.confidence, 1.0 if len(self.calls) == 1 else 0.05)
         return pose
 
 
@@ -197,17 +204,56 @@ def test_search_returns_the_first_pass_when_nothing_beats_it():
         model.calls.clear()
         pose = ps.search(model, None, config=cfg)
         assert pose.box is None and pose.rotation == 0.0        # the first pass itself
-        assert ps.pose_score(pose.confidence) == pose.scores[0] == max(pose.scores)
+        assert _score(model, pose) == pose.scores[0] == max(pose.scores)
         assert pose.model_calls == len(model.calls) >= 2
 
 
+def test_undersize_measures_the_pose_in_its_crop_against_a_training_crop():
+    """A pose whose box is 1/padding of the crop (as training crops frame the joints) is
+    not undersized, at any rotation; half that size is log 2 undersized; larger, 0."""
+    pts = np.array([[200.0, 100.0], [220.0, 200.0], [210.0, 150.0]])   # 100 px tall
+    for rotation in (0.0, 90.0, 180.0):
+        def m(side):
+            return geometry.crop_matrix(np.array([210.0, 150.0]), side, 128, rotation=rotation)
+        assert ps.undersize(pts, m(125.0), 128, 1.25) == pytest.approx(0.0, abs=1e-9)
+        assert ps.undersize(pts, m(250.0), 128, 1.25) == pytest.approx(np.log(2.0))
+        assert ps.undersize(pts, m(60.0), 128, 1.25) == 0.0            # cut, not small
+        assert ps.crop_score(pts, np.full(3, 0.7), m(250.0), 128, 1.25, 0.3) == \
+            pytest.approx(0.7 - 0.3 * np.log(2.0))
+    assert ps.undersize(pts[:1], m(125.0), 128, 1.25) == np.inf     # no extent to measure
+
+
+class OverconfidentWhenSmall(CropModel):
+    """Like the real models: the whole frame, where the person shows small, gets a higher
+    mean confidence (0.9) than the crops fitted to them (0.8)."""
+
+    def predict(self, image, box=None, flip_test=False, rotation=0.0, search=None):
+        pose = super().predict(image, box, flip_test, rotation, search)
+        pose.confidence = np.full_like(pose.confidence, 0.9 if box is None else 0.8)
+        return pose
+
+
+def test_the_score_prefers_a_crop_fitted_to_the_person_over_an_overconfident_small_pass():
+    model = OverconfidentWhenSmall(_standing(cx=470.0, cy=300.0, height=120.0))
+    pose = ps.search(model, None, config=ps.SearchConfig(tiles=0.0))
+    assert pose.box is not None and pose.model_calls >= 2
+    assert _score(model, pose) == max(pose.scores) > pose.scores[0]
+    # By confidence alone (undersize_weight 0) the whole frame would win.
+    alone = ps.search(model, None, config=ps.SearchConfig(tiles=0.0, undersize_weight=0.0))
+    assert alone.box is None and alone.model_calls == pose.model_calls
+    with pytest.raises(ValueError, match="undersize_weight"):
+        ps.SearchConfig(undersize_weight=-0.1)
+
+
 class DriftingLower(CropModel):
-    """Each pass finds the person a little further right and scores lower than the last."""
+    """Each pass finds the person a little further right and scores lower than the last
+    (the first, small in the whole frame, by its confidence of 1)."""
 
     def predict(self, image, box=None, flip_test=False, rotation=0.0, search=None):
         self.joints = self.joints + np.array([40.0, 0.0])
         pose = super().predict(image, box, flip_test, rotation, search)
-        pose.confidence = np.full_like(pose.confidence, 0.9 - 0.1 * len(self.calls))
+        n = len(self.calls)
+        pose.confidence = np.full_like(pose.confidence, 1.0 if n == 1 else 0.7 - 0.1 * n)
         return pose
 
 
@@ -217,7 +263,7 @@ def test_recrops_follow_the_latest_pose_unless_told_to_stop_without_gain():
         pose = ps.search(model, None, config=ps.SearchConfig(max_recrops=2,
                                                              stop_without_gain=stop))
         assert pose.model_calls == calls
-        assert pose.scores[0] == max(pose.scores) == ps.pose_score(pose.confidence)
+        assert pose.scores[0] == max(pose.scores) == _score(model, pose)
 
 
 def test_each_stage_can_be_switched_off_and_the_recrops_are_bounded():
@@ -258,14 +304,17 @@ def test_upright_refinement_turns_a_leaning_person_upright(lean):
     pose = ps.search(model, None, box, config=ps.SearchConfig(refine=False, upright=True))
     want = ps.upright_rotation(joints[HIPS].mean(0), joints[SHOULDERS].mean(0))
     assert abs((pose.rotation - want + 180) % 360 - 180) <= 20.0
-    assert ps.pose_score(pose.confidence) > pose.scores[0] + 0.3
+    assert _score(model, pose) > pose.scores[0] + 0.3
     # The torso's angle itself from the axis-aligned pass alone (orientations=1).
     model.calls.clear()
     pose = ps.search(model, None, box, config=ps.SearchConfig(refine=False, upright=True,
                                                                 orientations=1))
     assert model.calls[-1][1] == pytest.approx(want)
-    # The whole-frame search with upright finds and turns it too.
-    pose = ps.search(model, None, config=ps.SearchConfig(upright=True))
+    # The whole-frame search with upright finds and turns it too. (This fake gives every
+    # joint of a person it cannot read the same confidence, so the refined crop boxes
+    # arbitrary joints and cuts the person; scored by confidence alone, the whole frame
+    # stays the crop that the orientations turn.)
+    pose = ps.search(model, None, config=ps.SearchConfig(upright=True, undersize_weight=0.0))
     assert abs((pose.rotation - want + 180) % 360 - 180) < 1.0
 
 
@@ -337,7 +386,7 @@ def test_real_search_never_scores_below_its_first_pass(shipped, photos):
         for kwargs in ({}, {"upright": True}):
             pose = shipped.predict(image, **kwargs)
             assert pose.model_calls == len(pose.scores) >= 1
-            got = ps.pose_score(pose.confidence)
+            got = _score(shipped, pose)
             assert got >= pose.scores[0]
             # The best pass, except that a turned crop must win by upright_gain.
             slack = ps.DEFAULT_SEARCH.upright_gain if kwargs else 0.0
@@ -346,10 +395,10 @@ def test_real_search_never_scores_below_its_first_pass(shipped, photos):
         box = (*record["joints"][record["flags"] > 0].min(0),
                *record["joints"][record["flags"] > 0].max(0))
         pose = shipped.predict(image, box, upright=True)
-        assert ps.pose_score(pose.confidence) >= pose.scores[0]
+        assert _score(shipped, pose) >= pose.scores[0]
         one = shipped.predict(image, search=False)              # the search's first pass
         assert one.model_calls == 1 and one.box is None
-        assert shipped.predict(image).scores[0] == pytest.approx(ps.pose_score(one.confidence))
+        assert shipped.predict(image).scores[0] == pytest.approx(_score(shipped, one))
 
 
 # ----------------------------------------------------------------------------- evaluation

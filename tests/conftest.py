@@ -46,7 +46,6 @@ def history_rows(out: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-
 def standing_pose(cx: float = 200.0, cy: float = 150.0, height: float = 160.0) -> np.ndarray:
     """A rough upright LSP-14 pose (K, 2), hips at (cx, cy), head top height/2 above them."""
     from mssh_keras.skeleton import LSP14

@@ -16,7 +16,7 @@ def bf16_runs(tmp_path_factory):
     straight = train(run_options(root / "straight", epochs=2, precision="bf16", jit="off"))
     train(run_options(root / "resumed", epochs=1, precision="bf16", jit="off"))
     resumed = train(run_options(root / "resumed", epochs=2, precision="bf16", jit="off",
-                          resume=True))
+                                resume=True))
     xla = train(run_options(root / "xla", epochs=1, precision="fp32", jit="on"))
     return {"root": root, "straight": straight, "resumed": resumed, "xla": xla}
 

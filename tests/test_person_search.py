@@ -221,6 +221,8 @@ def test_undersize_measures_the_pose_in_its_crop_against_a_training_crop():
         assert ps.crop_score(pts, np.full(3, 0.7), m(250.0), 128, 1.25, 0.3) == \
             pytest.approx(0.7 - 0.3 * np.log(2.0))
     assert ps.undersize(pts[:1], m(125.0), 128, 1.25) == np.inf     # no extent to measure
+    assert ps.crop_score(pts[:1], np.full(1, 0.7), m(125.0), 128, 1.25, 0.0) == \
+        pytest.approx(0.7)                                             # not NaN
 
 
 class OverconfidentWhenSmall(CropModel):
